@@ -1,0 +1,172 @@
+"""The teacher protocol, its usage ledger, and the resumable labelling runner.
+
+Every labelling source — dictionary matcher or LLM — is a named annotator that turns documents
+into span lists (skweak's idea). The runner, not the teacher, owns resumability: it appends one
+finished document per line, so a killed run re-sends nothing that was already labelled.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Protocol, runtime_checkable
+
+from tqdm.auto import tqdm
+
+from distill.documents import Document, Span
+from distill.io.jsonl import JsonlAppender, doc_to_record, read_jsonl
+
+
+@dataclass
+class Usage:
+    """What a teacher consumed: the numbers the cost model and the report need."""
+
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_requests: int = 0
+    seconds: float = 0.0
+    dollars: float = 0.0
+    documents: int = 0
+    failures: int = 0
+
+    def add(self, other: "Usage") -> "Usage":
+        for k, v in asdict(other).items():
+            setattr(self, k, getattr(self, k) + v)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@runtime_checkable
+class Teacher(Protocol):
+    """``name`` becomes the layer name (e.g. ``ontology:open``, ``openai:gpt-4o-mini``).
+
+    ``label`` streams one span list per input document, in order; a document the teacher could
+    not label raises or yields a :class:`LabelFailure` instead of an empty list, so that
+    "found nothing" and "failed" are never confused.
+    """
+
+    name: str
+    usage: Usage
+
+    def label(self, docs: Iterable[Document]) -> Iterator[list[Span]]: ...
+
+
+class LabelFailure(list):
+    """An empty span list that records why a document could not be labelled."""
+
+    def __init__(self, reason: str):
+        super().__init__()
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"LabelFailure({self.reason!r})"
+
+
+@dataclass
+class LabelResult:
+    """Summary of a labelling run (what ``distill label`` prints and writes beside the output)."""
+
+    teacher: str
+    output: str
+    labelled: int = 0
+    skipped_done: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    spans: int = 0
+    usage: Usage = field(default_factory=Usage)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["usage"] = self.usage.to_dict()
+        return d
+
+
+def label_corpus(
+    teacher: Teacher,
+    docs: Iterable[Document],
+    out: str | os.PathLike,
+    total: int | None = None,
+    progress: bool = True,
+) -> LabelResult:
+    """Label ``docs`` into ``out`` (JSONL, one layer named after the teacher), resumably.
+
+    Documents already in ``out`` are skipped; failures are recorded in ``<out>.failures.jsonl``
+    and the usage ledger in ``<out>.usage.json``, so a rerun retries only what failed.
+    Empty notes are labelled with an empty layer (there is nothing to find), never sent.
+    """
+    out = Path(out)
+    result = LabelResult(teacher=teacher.name, output=str(out))
+    failures_path = out.with_name(out.name + ".failures.jsonl")
+    start_usage = Usage().add(teacher.usage)
+    t0 = time.perf_counter()
+    with JsonlAppender(out) as sink, open(failures_path, "a", encoding="utf-8") as fail_fh:
+        pending = []
+        for doc in docs:
+            if doc.id in sink.done_ids:
+                result.skipped_done += 1
+            else:
+                pending.append(doc)
+        bar = tqdm(total=len(pending), desc=f"label {teacher.name}", unit="note", disable=not progress)
+        todo = [d for d in pending if d.text.strip()]
+        for doc in pending:
+            if not doc.text.strip():
+                sink.write(doc_to_record(doc.with_layers(**{teacher.name: []}), layers=[teacher.name]))
+                result.labelled += 1
+                bar.update()
+        for doc, spans in zip(todo, teacher.label(todo)):
+            if isinstance(spans, LabelFailure):
+                result.failed[doc.id] = spans.reason
+                fail_fh.write(json.dumps({"id": doc.id, "teacher": teacher.name, "reason": spans.reason}) + "\n")
+                fail_fh.flush()
+            else:
+                labelled = doc.with_layers(**{teacher.name: [s if s.source else s.with_source(teacher.name) for s in spans]})
+                sink.write(doc_to_record(labelled, layers=[teacher.name]))
+                result.labelled += 1
+                result.spans += len(spans)
+            bar.update()
+        bar.close()
+    usage = Usage().add(teacher.usage)
+    for k, v in start_usage.to_dict().items():
+        setattr(usage, k, getattr(usage, k) - v)
+    usage.seconds = usage.seconds or time.perf_counter() - t0
+    usage.documents = result.labelled
+    usage.failures = len(result.failed)
+    result.usage = usage
+    _merge_usage_file(out.with_name(out.name + ".usage.json"), teacher.name, usage)
+    return result
+
+
+def _merge_usage_file(path: Path, teacher: str, usage: Usage) -> None:
+    """Accumulate the ledger across resumed runs, so a resumed job still reports full cost."""
+    total = Usage()
+    if path.exists():
+        prev = json.loads(path.read_text())
+        total.add(Usage(**prev.get("usage", {})))
+    total.add(usage)
+    path.write_text(json.dumps({"teacher": teacher, "usage": total.to_dict()}, indent=2))
+
+
+def read_usage(out: str | os.PathLike) -> Usage:
+    """The accumulated ledger written beside a labelling output."""
+    path = Path(str(out) + ".usage.json")
+    return Usage(**json.loads(path.read_text())["usage"]) if path.exists() else Usage()
+
+
+def load_layers(paths: Iterable[str | os.PathLike]) -> list[Document]:
+    """Merge several labelling outputs (one layer each) into documents with all layers."""
+    merged: dict[str, Document] = {}
+    for p in paths:
+        for doc in read_jsonl(p):
+            if doc.id in merged:
+                base = merged[doc.id]
+                if base.text != doc.text:
+                    raise ValueError(f"{p}: document {doc.id!r} has a different text than in an earlier file")
+                for name, spans in doc.layers.items():
+                    base.set_layer(name, spans)
+            else:
+                merged[doc.id] = doc
+    return list(merged.values())
