@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
-from distill.documents import Document, Span, SpanError
+from distill.documents import Document, Span, SpanError, check_span
 
 RESERVED = {"id", "text", "entities", "spans", "meta"}
 
@@ -28,8 +28,15 @@ def _open(path: str | os.PathLike, mode: str) -> IO[str]:
     return open(p, mode, encoding="utf-8", newline="" if "w" in mode else None)
 
 
-def doc_from_record(rec: Any, entities_layer: str = "gold", where: str = "") -> Document:
-    """Build a Document from one decoded JSON object, validating every span."""
+def doc_from_record(
+    rec: Any, entities_layer: str = "gold", where: str = "", rejected: list[str] | None = None
+) -> Document:
+    """Build a Document from one decoded JSON object, validating every span.
+
+    With ``rejected`` given, an invalid span (bad offsets, text mismatch) is left out of the
+    document and described in that list instead of failing the whole file — for scoring other
+    systems' predictions, where the caller reports the count and first examples.
+    """
     if not isinstance(rec, dict):
         raise FormatError(f"{where}: expected a JSON object, got {type(rec).__name__}")
     if "id" not in rec or "text" not in rec:
@@ -54,6 +61,10 @@ def doc_from_record(rec: Any, entities_layer: str = "gold", where: str = "") -> 
                 raise FormatError(f"{where}: 'spans' must be an object of layer -> list")
             for name, lst in rec["spans"].items():
                 layers.setdefault(name, []).extend(Span.from_dict(e, source=name) for e in lst)
+        if not isinstance(rec["text"], str):
+            raise FormatError(f"{where}: 'text' must be a string")
+        if rejected is not None:
+            layers = {name: _keep_valid(rec["text"], spans, doc_id, where, rejected) for name, spans in layers.items()}
         return Document(doc_id, rec["text"], meta, layers)
     except (SpanError, ValueError, TypeError) as e:
         if isinstance(e, FormatError):
@@ -61,11 +72,25 @@ def doc_from_record(rec: Any, entities_layer: str = "gold", where: str = "") -> 
         raise FormatError(f"{where}: {e}") from None
 
 
-def read_jsonl(path: str | os.PathLike, entities_layer: str = "gold") -> Iterator[Document]:
+def _keep_valid(text: str, spans: list[Span], doc_id: str, where: str, rejected: list[str]) -> list[Span]:
+    kept = []
+    for span in spans:
+        try:
+            check_span(text, span, doc_id)
+            kept.append(span)
+        except SpanError as e:
+            rejected.append(f"{where}: {e}")
+    return kept
+
+
+def read_jsonl(
+    path: str | os.PathLike, entities_layer: str = "gold", rejected: list[str] | None = None
+) -> Iterator[Document]:
     """Stream documents from a JSONL (or .jsonl.gz) file; fails on the first bad line.
 
     ``entities_layer`` names the layer that a flat ``entities`` list goes to (unless an entity
-    carries its own ``source``). Blank lines are allowed; duplicate ids are an error.
+    carries its own ``source``). Blank lines are allowed; duplicate ids are an error. See
+    :func:`doc_from_record` for ``rejected``.
     """
     seen: set[str] = set()
     with _open(path, "r") as fh:
@@ -77,7 +102,7 @@ def read_jsonl(path: str | os.PathLike, entities_layer: str = "gold") -> Iterato
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
                 raise FormatError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
-            doc = doc_from_record(rec, entities_layer, where)
+            doc = doc_from_record(rec, entities_layer, where, rejected)
             if doc.id in seen:
                 raise FormatError(f"{where}: duplicate document id {doc.id!r}")
             seen.add(doc.id)
