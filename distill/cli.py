@@ -1,4 +1,4 @@
-"""The ``distill`` command line: one verb per arrow of the pipeline (see DESIGN.md).
+"""distill — label clinical notes with teachers, train a small student, export, benchmark.
 
 Each verb is a thin wrapper: parse options, call the library function, print a summary.
 Heavy imports (torch, transformers, onnxruntime) happen inside the verbs so that
@@ -23,6 +23,133 @@ def fail(message: str, code: int = 2) -> None:
 
 
 # --- evaluate / convert (distill core) ---------------------------------------------------
+
+DataDir = typer.Option(None, "--data-dir", help="Folder holding the corpora (default: $DISTILL_DATA_DIR).")
+
+
+def load_gold(gold: str, data_dir: Optional[Path], split: Optional[str]) -> list:
+    """A registered corpus name or a path, with user errors turned into one-line messages."""
+    from distill.corpora import CorpusNotFound, UnknownCorpus, load_corpus
+    from distill.io.jsonl import FormatError
+
+    try:
+        return load_corpus(gold, data_dir, split)
+    except (CorpusNotFound, UnknownCorpus, FormatError, ValueError) as e:
+        fail(str(e))
+        raise  # unreachable: fail() exits
+
+
+def print_scores(reports: dict, title: str) -> None:
+    """One compact table per match mode: a row per label plus micro and macro."""
+    from rich.table import Table
+
+    out = Console()
+    for mode, r in reports.items():
+        table = Table(title=f"{title} — {mode} match")
+        for col in ("label", "P", "R", "F1", "95% CI", "support"):
+            table.add_column(col, justify="left" if col == "label" else "right")
+        rows = [*r.labels.items(), ("micro", r.micro)]
+        for label, sc in rows:
+            ci = f"{sc.f1_ci[0]:.3f}-{sc.f1_ci[1]:.3f}" if sc.f1_ci else ""
+            table.add_row(label, f"{sc.precision:.3f}", f"{sc.recall:.3f}", f"{sc.f1:.3f}", ci, str(sc.support),
+                          style="bold" if label == "micro" else None)
+        table.add_row("macro", "", "", f"{r.macro_f1:.3f}", "", "")
+        out.print(table)
+
+
+@app.command()
+def evaluate(
+    gold: str = typer.Option(..., help="Gold corpus name (see `distill corpora`) or a .jsonl / brat folder / PubTator path."),
+    pred: Path = typer.Option(..., exists=True, dir_okay=False, help="Predictions JSONL (entities or layered spans)."),
+    data_dir: Optional[Path] = DataDir,
+    split: Optional[str] = typer.Option(None, help="train, dev, test, a '+' combination, or all (default)."),
+    pred_layer: Optional[str] = typer.Option(None, help="Layer to score when the file has several."),
+    match: str = typer.Option("both", help="exact, relaxed or both."),
+    bootstrap: int = typer.Option(1000, help="Document resamples for the 95% CIs (0: none)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write every number to this JSON file."),
+) -> None:
+    """Score predictions against gold: span P/R/F1 per label, micro and macro, exact and relaxed."""
+    import json
+
+    from distill.documents import DEFAULT_LABELS
+    from distill.io.jsonl import FormatError, read_jsonl
+    from distill.metrics import score
+
+    gold_docs = load_gold(gold, data_dir, split)
+    rejected: list[str] = []
+    try:
+        pred_docs = list(read_jsonl(pred, entities_layer="pred", rejected=rejected))
+    except FormatError as e:
+        fail(str(e))
+    modes = ["exact", "relaxed"] if match == "both" else [match]
+    try:
+        reports = {m: score(gold_docs, pred_docs, pred_layer=pred_layer, match=m, bootstrap=bootstrap) for m in modes}
+    except ValueError as e:
+        fail(str(e))
+    problems = dict(next(iter(reports.values())).problems)
+    if rejected:
+        problems["invalid_spans"] = {"count": len(rejected), "examples": rejected[:5]}
+    print_scores(reports, f"{pred} vs {gold}" + (f" ({split})" if split else "") + f" — {len(gold_docs)} documents")
+    for kind, info in problems.items():
+        if kind == "extra_documents":
+            console.print(f"note: {info['count']} predicted documents are not in this gold set and were not scored")
+        elif kind == "unknown_labels":
+            labels = ", ".join(f"{k} ({v})" for k, v in info.items())
+            console.print(f"[yellow]warning:[/] spans with labels outside {list(DEFAULT_LABELS)} were counted as false positives: {labels}")
+        else:
+            examples = "; ".join(map(str, info.get("examples", [])))
+            console.print(f"[yellow]warning:[/] {kind.replace('_', ' ')}: {info['count']} (first: {examples})")
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {m: r.to_dict() for m, r in reports.items()}
+        payload["problems"] = problems
+        json_out.write_text(json.dumps(payload, indent=2))
+
+
+@app.command()
+def convert(
+    source: str = typer.Argument(..., help="Corpus name or path (.jsonl, brat folder/zip, PubTator)."),
+    out: Path = typer.Argument(..., help="Output: .jsonl[.gz] file, or a folder for --to brat / dataset."),
+    to: str = typer.Option("jsonl", help="jsonl (layered spans), entities (flat jsonl of one layer), brat, or dataset."),
+    layer: str = typer.Option("gold", help="Layer written by --to entities / brat / dataset."),
+    data_dir: Optional[Path] = DataDir,
+    split: Optional[str] = typer.Option(None, help="Only this split of a registered corpus."),
+) -> None:
+    """Convert between corpus formats (every span is re-validated on the way)."""
+    from distill.io.jsonl import write_jsonl
+
+    docs = load_gold(source, data_dir, split)
+    if to == "jsonl":
+        n = write_jsonl(docs, out)
+    elif to == "entities":
+        n = write_jsonl(docs, out, flat=layer)
+    elif to == "brat":
+        from distill.io.brat import write_brat
+
+        n = write_brat(docs, out, layer=layer)
+    elif to == "dataset":
+        from distill.io.hf import to_dataset
+
+        to_dataset(docs, layer=layer).save_to_disk(str(out))
+        n = len(docs)
+    else:
+        fail(f"unknown output format {to!r}: use jsonl, entities, brat or dataset")
+    console.print(f"wrote {n} documents to {out}")
+
+
+@app.command()
+def corpora(
+    name: Optional[str] = typer.Argument(None, help="One corpus (default: all)."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """List the registered corpora: path, label map, splits, licence, and whether present."""
+    from distill.corpora import UnknownCorpus, describe
+
+    try:
+        print(describe(name, data_dir))
+    except UnknownCorpus as e:
+        fail(str(e))
+
 
 # --- label (teachers) ----------------------------------------------------------------------
 
