@@ -1,0 +1,63 @@
+"""The dictionary teacher: ontology lexicons matched over notes, offline, free and fast.
+
+``OntologyTeacher("open")`` labels with the vendored openly licensed lexicons (DOID, SYMP, HPO,
+DrugBank, Drugs@FDA, and the project's curated clinical vocabulary); "rxnorm" and "snomed" add
+the user's own licensed releases. Spans carry the concept id of the term that matched.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Iterable, Iterator
+
+from distill.documents import Document, Span
+from ontologies.lexicon import load_matcher, sources_for
+from ontologies.matcher import Matcher
+from teachers.base import Usage
+
+DEFAULT_CONFIG = "open"
+
+
+class OntologyTeacher:
+    """A named annotator (skweak-style) over one lexicon configuration."""
+
+    def __init__(self, config: str = DEFAULT_CONFIG, rxnorm: str | os.PathLike | None = None,
+                 snomed: str | os.PathLike | None = None, cache: bool = True):
+        self.config = config or DEFAULT_CONFIG
+        self.name = f"ontology:{self.config}"
+        self.usage = Usage()
+        t0 = time.perf_counter()
+        self.matcher, self.lexicon_info = load_matcher(sources_for(self.config, rxnorm=rxnorm, snomed=snomed), cache=cache)
+        self.load_seconds = time.perf_counter() - t0
+
+    @classmethod
+    def from_matcher(cls, matcher: Matcher, name: str = "ontology:custom") -> "OntologyTeacher":
+        """A teacher over a matcher built elsewhere (tests, ad-hoc term lists)."""
+        self = cls.__new__(cls)
+        self.config, self.name, self.usage, self.matcher = name.partition(":")[2], name, Usage(), matcher
+        self.lexicon_info, self.load_seconds = {"hit": False, "sources": []}, 0.0
+        return self
+
+    def label_text(self, text: str) -> list[Span]:
+        return [
+            Span(m.start, m.end, m.label, text[m.start : m.end], self.name, concept=m.concept,
+                 attributes={"lexicon": m.source})
+            for m in self.matcher.find(text)
+        ]
+
+    def label(self, docs: Iterable[Document]) -> Iterator[list[Span]]:
+        for doc in docs:
+            t0 = time.perf_counter()
+            spans = self.label_text(doc.text)
+            self.usage.seconds += time.perf_counter() - t0
+            self.usage.documents += 1
+            yield spans
+
+
+def from_spec(name: str, **options: Any) -> OntologyTeacher:
+    """``ontology:<config>`` → teacher; options ``rxnorm=PATH``, ``snomed=PATH``, ``cache=false``."""
+    cache = str(options.pop("cache", "true")).lower() not in ("0", "false", "no")
+    rxnorm, snomed = options.pop("rxnorm", None), options.pop("snomed", None)
+    if options:
+        raise ValueError(f"unknown option(s) for the ontology teacher: {', '.join(sorted(options))} (known: rxnorm, snomed, cache)")
+    return OntologyTeacher(name or DEFAULT_CONFIG, rxnorm=rxnorm, snomed=snomed, cache=cache)
