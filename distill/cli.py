@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # never hard-wrap paths in messages
 
 
 def fail(message: str, code: int = 2) -> None:

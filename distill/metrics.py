@@ -108,6 +108,8 @@ def _aggregate(per_doc: Sequence[dict[str, Counts]], labels: Sequence[str]) -> t
             if label in by_label:
                 by_label[label].add(c)
                 micro.add(c)
+            else:  # a prediction with a label outside the set is wrong, not invisible
+                micro.fp += c.fp
     return by_label, micro
 
 

@@ -32,8 +32,9 @@ class SpanF1(evaluate.Metric):
     def _compute(self, predictions, references, match="exact", labels=DEFAULT_LABELS, bootstrap=0):
         gold, pred = [], []
         for i, (p, r) in enumerate(zip(predictions, references)):
-            gold.append(_doc(str(i), r))
-            pred.append(_doc(str(i), p))
+            text = " " * max((s["end"] for s in [*p, *r]), default=0)  # offsets only: no note text here
+            gold.append(_doc(str(i), text, r))
+            pred.append(_doc(str(i), text, p))
         rep = score(gold, pred, "gold", "gold", labels=list(labels), match=match, bootstrap=bootstrap)
         out = {"precision": rep.micro.precision, "recall": rep.micro.recall, "f1": rep.micro.f1, "macro_f1": rep.macro_f1}
         for label, s in rep.labels.items():
@@ -45,7 +46,5 @@ class SpanF1(evaluate.Metric):
         return out
 
 
-def _doc(doc_id: str, spans) -> Document:
-    """Offsets only: the metric never sees note text, so spans carry placeholder text."""
-    text = " " * max((s["end"] for s in spans), default=0)
+def _doc(doc_id: str, text: str, spans) -> Document:
     return Document(doc_id, text, layers={"gold": [Span(s["start"], s["end"], s["label"], text[s["start"] : s["end"]]) for s in spans]})

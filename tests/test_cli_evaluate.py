@@ -1,0 +1,47 @@
+import json
+
+from typer.testing import CliRunner
+
+from distill.cli import app
+from distill.corpora import load_corpus
+from distill.io.jsonl import write_jsonl
+
+runner = CliRunner()
+
+
+def test_evaluate_reports_bad_offsets_and_unknown_labels(shared_data, tmp_path):
+    docs = load_corpus("maccrobat", shared_data, split="test")
+    write_jsonl(docs, tmp_path / "gold.jsonl", flat="gold")
+    lines = (tmp_path / "gold.jsonl").read_text().splitlines()
+    rec = json.loads(lines[0])
+    rec["entities"][0]["start"] += 1  # text no longer matches
+    rec["entities"][1]["end"] = len(rec["text"]) + 50  # out of range
+    rec["entities"][2]["label"] = "DRUG"
+    lines[0] = json.dumps(rec)
+    (tmp_path / "pred.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "scores.json"
+    res = runner.invoke(
+        app, ["evaluate", "--gold", "maccrobat", "--data-dir", str(shared_data), "--split", "test",
+              "--pred", str(tmp_path / "pred.jsonl"), "--json", str(out), "--bootstrap", "50"],
+    )
+    assert res.exit_code == 0, res.output
+    assert "invalid spans: 2" in res.output and "out of range" in res.output
+    assert "DRUG (1)" in res.output
+    scores = json.loads(out.read_text())
+    assert scores["problems"]["invalid_spans"]["count"] == 2
+    assert 0.99 < scores["exact"]["micro"]["f1"] < 1.0
+
+
+def test_evaluate_malformed_file_is_a_clear_error(shared_data, tmp_path):
+    bad = tmp_path / "pred.jsonl"
+    bad.write_text('{"id": "x", "text": "a"}\n{not json\n')
+    res = runner.invoke(app, ["evaluate", "--gold", "maccrobat", "--data-dir", str(shared_data), "--pred", str(bad)])
+    assert res.exit_code == 2
+    assert "pred.jsonl:2: invalid JSON" in res.output
+
+
+def test_unknown_corpus_is_a_clear_error(tmp_path):
+    p = tmp_path / "p.jsonl"
+    p.write_text("")
+    res = runner.invoke(app, ["evaluate", "--gold", "nosuchcorpus", "--pred", str(p)])
+    assert res.exit_code == 2 and "neither a registered corpus" in res.output
