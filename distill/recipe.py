@@ -1,0 +1,211 @@
+"""Recipes: one TOML file that fully describes a distillation run (spaCy-config style).
+
+Validated with pydantic before any work starts: an unknown key is rejected with its path
+(``student.epohcs``), a missing data file is named, and an API teacher without
+``allow_external_api = true`` is refused — all before a single note is labelled.
+Relative paths are resolved against the recipe file's folder, so a recipe runs from anywhere.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from distill.documents import DEFAULT_LABELS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run; the message names the key or file at fault."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSource(Strict):
+    """A corpus from the registry (``maccrobat``) or a path, optionally one split of it."""
+
+    corpus: str
+    split: Optional[str] = None
+    limit: Optional[int] = Field(None, ge=1, description="Take at most this many documents (in corpus order).")
+
+
+class DataConfig(Strict):
+    data_dir: Optional[str] = Field(None, description="Folder of registered corpora; relative to the recipe.")
+    notes: list[DataSource] = Field(min_length=1, description="Unlabelled notes the teachers label (gold layers are dropped).")
+    dev: Optional[DataSource] = Field(None, description="Gold dev set: teacher weights, early stopping.")
+    test: list[DataSource] = Field(default_factory=list, description="Gold test sets scored in the bench.")
+    human_train: Optional[DataSource] = Field(None, description="Gold training set for the human-label student.")
+
+
+class TeacherConfig(Strict):
+    spec: str = Field(description="family:name, e.g. ontology:open, openai:gpt-4o-mini, gemini:gemini-2.0-flash.")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class AggregateConfig(Strict):
+    method: Literal["union", "priority", "majority", "weighted"] = "weighted"
+    layers: list[str] = Field(default_factory=list, description="Teacher layers to combine (default: all).")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class StudentConfig(Strict):
+    base_model: str = "minilm"
+    targets: Literal["hard", "soft"] = "soft"
+    human_baseline: bool = True
+    options: dict[str, Any] = Field(default_factory=dict, description="Training hyper-parameters passed to students.train.")
+
+
+class ExportConfig(Strict):
+    enabled: bool = True
+    int8: bool = True
+
+
+class BenchConfig(Strict):
+    enabled: bool = True
+    max_docs: Optional[int] = Field(None, ge=1)
+    reference: Optional[str] = Field(None, description="Teacher the ratios are computed against (default: the first).")
+    torch: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ReportConfig(Strict):
+    title: Optional[str] = None
+
+
+class Recipe(Strict):
+    name: str
+    description: str = ""
+    output_dir: str = Field(description="Where every step writes; relative to the recipe.")
+    seed: int = 13
+    allow_external_api: bool = False
+    labels: list[str] = Field(default_factory=lambda: list(DEFAULT_LABELS))
+    data: DataConfig
+    teachers: list[TeacherConfig] = Field(min_length=1)
+    aggregate: AggregateConfig = AggregateConfig()
+    student: StudentConfig = StudentConfig()
+    export: ExportConfig = ExportConfig()
+    bench: BenchConfig = BenchConfig()
+    report: ReportConfig = ReportConfig()
+
+    # resolved at load time, not part of the TOML
+    base_dir: str = Field(".", exclude=True)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError("labels must be a non-empty list without duplicates")
+        return v
+
+    @model_validator(mode="after")
+    def _teacher_names_unique(self) -> "Recipe":
+        specs = [t.spec for t in self.teachers]
+        if len(set(specs)) != len(specs):
+            raise ValueError(f"teachers must be distinct, got {specs}")
+        unknown = set(self.aggregate.layers) - set(specs)
+        if unknown:
+            raise ValueError(f"aggregate.layers names teachers that are not in the recipe: {sorted(unknown)}")
+        return self
+
+    def path(self, value: str | None) -> Path | None:
+        """Resolve a recipe-relative path."""
+        if value is None:
+            return None
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
+
+    @property
+    def out(self) -> Path:
+        return self.path(self.output_dir)  # type: ignore[return-value]
+
+    @property
+    def data_dir(self) -> Path | None:
+        return self.path(self.data.data_dir)
+
+    def section_hash(self, *keys: str) -> str:
+        """Fingerprint of the parts of the recipe a step depends on (its manifest compares it)."""
+        dumped = self.model_dump(mode="json")
+        part = {k: dumped.get(k) for k in keys}
+        return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _format_validation(e: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid recipe"]
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {loc}: unknown key (check the spelling)")
+        elif err["type"] == "missing":
+            lines.append(f"  {loc}: required key is missing")
+        else:
+            lines.append(f"  {loc}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_recipe(path: str | os.PathLike, check_files: bool = True) -> Recipe:
+    """Parse and validate a recipe; every problem is a :class:`RecipeError` naming the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise RecipeError(f"{path}: not valid TOML ({e})") from None
+    raw["base_dir"] = str(path.resolve().parent)
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as e:
+        raise RecipeError(_format_validation(e, str(path))) from None
+    check_external(recipe, str(path))
+    if check_files:
+        check_data(recipe, str(path))
+    return recipe
+
+
+def check_external(recipe: Recipe, source: str) -> None:
+    from teachers.registry import is_external, parse_spec
+
+    for i, t in enumerate(recipe.teachers):
+        try:
+            parse_spec(t.spec)
+        except ValueError as e:
+            raise RecipeError(f"{source}: teachers.{i}.spec: {e}") from None
+        if is_external(t.spec, t.options) and not recipe.allow_external_api:
+            raise RecipeError(
+                f"{source}: teachers.{i} ({t.spec}) sends note text to an external API; "
+                "set allow_external_api = true if your data may leave this machine"
+            )
+
+
+def check_data(recipe: Recipe, source: str) -> None:
+    """Every corpus and file the recipe names must exist before any work starts."""
+    from distill.corpora import REGISTRY
+
+    data_dir = recipe.data_dir
+    if recipe.data.data_dir is not None and not (data_dir and data_dir.is_dir()):
+        raise RecipeError(f"{source}: data.data_dir: folder {data_dir} does not exist")
+    named: list[tuple[str, DataSource]] = [(f"data.notes.{i}", s) for i, s in enumerate(recipe.data.notes)]
+    named += [(f"data.test.{i}", s) for i, s in enumerate(recipe.data.test)]
+    named += [(k, s) for k, s in (("data.dev", recipe.data.dev), ("data.human_train", recipe.data.human_train)) if s]
+    for key, src in named:
+        if src.corpus in REGISTRY:
+            root = data_dir or (Path(os.environ["DISTILL_DATA_DIR"]) if os.environ.get("DISTILL_DATA_DIR") else None)
+            if root is None:
+                raise RecipeError(f"{source}: {key}: corpus {src.corpus!r} needs data.data_dir (or $DISTILL_DATA_DIR)")
+            for files in REGISTRY[src.corpus].files.values():
+                for f in files:
+                    if not (root / f).exists():
+                        raise RecipeError(f"{source}: {key}: corpus {src.corpus!r} not found: expected {root / f}")
+        elif not recipe.path(src.corpus).exists():  # type: ignore[union-attr]
+            raise RecipeError(f"{source}: {key}: no such corpus or file {src.corpus!r} (looked at {recipe.path(src.corpus)})")
