@@ -43,7 +43,6 @@ def test_round_trip_layers_crlf_unicode(tmp_path):
     _check_round_trip(tmp_path / "out.jsonl")
 
 
-@pytest.mark.xfail(strict=True, reason="write_jsonl writes the .gz.tmp file uncompressed (tmp name does not end in .gz)")
 def test_round_trip_gzip(tmp_path):
     _check_round_trip(tmp_path / "out.jsonl.gz")
     assert gzip.open(tmp_path / "out.jsonl.gz", "rt").readline().startswith('{"id": "n1"')

@@ -21,9 +21,9 @@ class FormatError(ValueError):
     """Malformed input: the message names the file, the line and the reason."""
 
 
-def _open(path: str | os.PathLike, mode: str) -> IO[str]:
+def _open(path: str | os.PathLike, mode: str, gz: bool | None = None) -> IO[str]:
     p = str(path)
-    if p.endswith(".gz"):
+    if p.endswith(".gz") if gz is None else gz:
         return gzip.open(p, mode + "t", encoding="utf-8")  # type: ignore[return-value]
     return open(p, mode, encoding="utf-8", newline="" if "w" in mode else None)
 
@@ -135,7 +135,7 @@ def write_jsonl(
     tmp = path.with_name(path.name + ".tmp")
     n = 0
     layer_list = list(layers) if layers is not None else None
-    with _open(tmp, "w") as fh:
+    with _open(tmp, "w", gz=path.name.endswith(".gz")) as fh:
         for doc in docs:
             fh.write(json.dumps(doc_to_record(doc, layer_list, flat), ensure_ascii=False) + "\n")
             n += 1
