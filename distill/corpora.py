@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -242,17 +243,26 @@ def _read(fmt: str, path: Path, label_map: Mapping[str, str] | None, layer: str,
     return out
 
 
+def _looks_like_pubtator(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            first = next((line for line in fh if line.strip()), "")
+    except OSError:
+        return False
+    return bool(re.match(r"[^\t|]+\|t\|", first))
+
+
 def _path_format(path: Path) -> str:
     name = path.name.lower()
     if name.endswith((".jsonl", ".jsonl.gz")):
         return "jsonl"
     if path.is_dir() or name.endswith(".zip"):
         return "brat"
-    if "pubtator" in name:
+    if "pubtator" in name or _looks_like_pubtator(path):
         return "pubtator"
     raise UnknownCorpus(
         f"{path}: cannot tell its format (expected a .jsonl[.gz] file, a brat folder or .zip, "
-        f"or a PubTator file with 'pubtator' in its name)"
+        f"or a PubTator file starting with 'PMID|t|title')"
     )
 
 
@@ -267,7 +277,7 @@ def load_corpus(
     report: ReadReport | None = None,
 ) -> list[Document]:
     """Documents of a registered corpus (gold layer ``layer`` already in our labels) or of a
-    plain path (a .jsonl[.gz] file, a brat folder/zip, a PubTator file; types kept as they are
+    plain path (a .jsonl[.gz] file, a brat folder/zip, a PubTator file, recognised by its first line; types kept as they are
     unless ``label_map`` is given).
 
     ``split``: ``None``/"all", "train", "dev", "test" or a combination such as "train+dev".

@@ -136,6 +136,9 @@ def test_plain_paths(tmp_path):
     assert label_counts(load_corpus(brat)) == {"Drug": 1}
     assert label_counts(load_corpus(brat, label_map={"Drug": MEDICATION})) == {MEDICATION: 1}
     assert label_counts(load_corpus("brat", data_dir=tmp_path)) == {"Drug": 1}  # relative to the data dir
+    pt = tmp_path / "ncbi_like.txt"
+    pt.write_text("7|t|Fever\n7|a|none\n7\t0\t5\tFever\tDiseaseClass\tD1\n")
+    assert label_counts(load_corpus(pt)) == {"DiseaseClass": 1}
     odd = tmp_path / "notes.csv"
     odd.write_text("x")
     with pytest.raises(UnknownCorpus, match="cannot tell its format"):
