@@ -160,6 +160,28 @@ def corpora(
 # --- run (recipes) -------------------------------------------------------------------------
 
 
+@app.command()
+def run(
+    recipe: Path = typer.Argument(..., help="Recipe TOML (see experiments/)."),
+    from_step: Optional[str] = typer.Option(None, "--from", help="Force this step and every later one to run again."),
+    check: bool = typer.Option(False, "--check", help="Only validate the recipe and its data, then exit."),
+) -> None:
+    """Run a whole recipe: label → aggregate → train → export → bench → report (resumable)."""
+    from distill.recipe import RecipeError, load_recipe
+    from distill.runner import STEPS, Run
+
+    try:
+        r = load_recipe(recipe)
+        if from_step is not None and from_step not in STEPS:
+            fail(f"--from must be one of {', '.join(STEPS)}")
+    except RecipeError as e:
+        fail(str(e))
+    if check:
+        console.print(f"recipe {recipe} is valid; outputs go to {r.out}")
+        return
+    Run(r, force_from=from_step).run()
+
+
 def main() -> None:
     app()
 

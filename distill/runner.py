@@ -1,0 +1,268 @@
+"""``distill run RECIPE.toml``: label → aggregate → train → export → bench → report.
+
+Each step writes into its own folder under the recipe's output dir together with a manifest
+(:mod:`distill.manifest`); a rerun skips steps whose manifest still matches and redoes the rest.
+Resumability inside a step comes from the step itself: labelling appends one finished note per
+line (a kill loses at most the note in flight) and training resumes from its last checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+from rich.table import Table
+
+from distill.documents import GOLD, SILVER, Document
+from distill.io.jsonl import read_jsonl, write_jsonl
+from distill.manifest import finish, stale_reason
+from distill.recipe import DataSource, Recipe
+
+STEPS = ("notes", "label", "aggregate", "train", "train_human", "export", "bench", "report")
+console = Console(stderr=True, soft_wrap=True)
+
+
+def safe_name(spec: str) -> str:
+    """A teacher spec as a file name (``ontology:open`` -> ``ontology_open``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", spec)
+
+
+@dataclass
+class StepOutcome:
+    name: str
+    ran: bool
+    reason: str
+    seconds: float
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class Run:
+    """One execution of a recipe; each ``step_*`` method reads files and writes files."""
+
+    def __init__(self, recipe: Recipe, force_from: str | None = None, progress: bool = True):
+        if force_from is not None and force_from not in STEPS:
+            raise ValueError(f"--from must be one of {', '.join(STEPS)}, got {force_from!r}")
+        self.recipe = recipe
+        self.out = recipe.out
+        self.forced = set(STEPS[STEPS.index(force_from):]) if force_from else set()
+        self.progress = progress
+        self.outcomes: list[StepOutcome] = []
+
+    # -- paths -------------------------------------------------------------------------------
+    def dir(self, step: str) -> Path:
+        return self.out / step
+
+    @property
+    def notes_path(self) -> Path:
+        return self.dir("notes") / "notes.jsonl"
+
+    def gold_path(self, key: str) -> Path:
+        return self.dir("notes") / f"{key}.gold.jsonl"
+
+    def teacher_out(self, spec: str, part: str = "notes") -> Path:
+        return self.dir("label") / f"{safe_name(spec)}.{part}.jsonl"
+
+    @property
+    def silver_path(self) -> Path:
+        return self.dir("aggregate") / "silver.jsonl"
+
+    @property
+    def student_dir(self) -> Path:
+        return self.dir("train") / "model"
+
+    @property
+    def human_dir(self) -> Path:
+        return self.dir("train_human") / "model"
+
+    @property
+    def test_keys(self) -> list[str]:
+        return [f"test{i}" for i in range(len(self.recipe.data.test))]
+
+    # -- orchestration -------------------------------------------------------------------------
+    def step(self, name: str, config: str, inputs: list[Path], fn: Callable[[], tuple[list[Path], dict[str, Any]]]) -> None:
+        folder = self.dir(name)
+        reason = "forced with --from" if name in self.forced else stale_reason(folder, config, inputs)
+        if reason is None:
+            console.print(f"[green]✓[/] {name}: up to date (manifest matches), skipped")
+            self.outcomes.append(StepOutcome(name, False, "up to date", 0.0))
+            return
+        console.print(f"[bold]▶ {name}[/]: running ({reason})")
+        started = time.time()
+        outputs, summary = fn()
+        m = finish(folder, name, config, inputs, outputs, started, summary)
+        self.outcomes.append(StepOutcome(name, True, reason, m.seconds, summary))
+
+    def run(self) -> list[StepOutcome]:
+        r = self.recipe
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "recipe.json").write_text(json.dumps(r.model_dump(mode="json"), indent=2))
+        self.step("notes", r.section_hash("data", "labels"), [], self.step_notes)
+        label_inputs = [self.notes_path] + ([self.gold_path("dev")] if r.data.dev else [])
+        self.step("label", r.section_hash("teachers", "labels"), label_inputs, self.step_label)
+        teacher_files = [self.teacher_out(t.spec) for t in r.teachers]
+        if r.data.dev and r.aggregate.method == "weighted":
+            teacher_files += [self.teacher_out(t.spec, "dev") for t in r.teachers]
+        self.step("aggregate", r.section_hash("aggregate", "labels"), teacher_files, self.step_aggregate)
+        dev = [self.gold_path("dev")] if r.data.dev else []
+        self.step("train", r.section_hash("student", "labels", "seed"), [self.silver_path, *dev], self.step_train)
+        if r.student.human_baseline and r.data.human_train:
+            self.step("train_human", r.section_hash("student", "labels", "seed"),
+                      [self.gold_path("human_train"), *dev], self.step_train_human)
+        if r.export.enabled:
+            self.step("export", r.section_hash("export"), self._model_dirs(), self.step_export)
+        if r.bench.enabled and r.data.test:
+            tests = [self.gold_path(k) for k in self.test_keys]
+            self.step("bench", r.section_hash("bench", "teachers", "export"), [*tests, *self._model_dirs(), *self._export_dirs()],
+                      self.step_bench)
+            self.step("report", r.section_hash("report", "bench"), [self.dir("bench") / "results.json"], self.step_report)
+        self.print_summary()
+        return self.outcomes
+
+    def _model_dirs(self) -> list[Path]:
+        dirs = [self.student_dir]
+        if self.recipe.student.human_baseline and self.recipe.data.human_train:
+            dirs.append(self.human_dir)
+        return dirs
+
+    def _export_dirs(self) -> list[Path]:
+        return [d.parent / "onnx" for d in self._model_dirs()] if self.recipe.export.enabled else []
+
+    # -- steps -------------------------------------------------------------------------------
+    def _load(self, src: DataSource) -> list[Document]:
+        from distill.corpora import REGISTRY, load_corpus
+
+        name = src.corpus if src.corpus in REGISTRY else str(self.recipe.path(src.corpus))
+        docs = load_corpus(name, self.recipe.data_dir, src.split)
+        return docs[: src.limit] if src.limit else docs
+
+    def step_notes(self) -> tuple[list[Path], dict[str, Any]]:
+        """Materialise every data source as a file, so later steps hash what they read."""
+        r = self.recipe
+        notes: dict[str, Document] = {}
+        for src in r.data.notes:
+            for d in self._load(src):
+                if d.id in notes:
+                    raise ValueError(f"data.notes: document id {d.id!r} appears in two sources")
+                notes[d.id] = Document(d.id, d.text, dict(d.meta))  # teachers never see gold
+        outputs = [self.notes_path]
+        write_jsonl(notes.values(), self.notes_path)
+        summary: dict[str, Any] = {"notes": len(notes)}
+        gold_sets = {"dev": r.data.dev, "human_train": r.data.human_train}
+        gold_sets.update({k: s for k, s in zip(self.test_keys, r.data.test)})
+        test_ids: set[str] = set()
+        for key, src in gold_sets.items():
+            if src is None:
+                continue
+            docs = self._load(src)
+            if key.startswith("test"):
+                test_ids.update(d.id for d in docs)
+            write_jsonl(docs, self.gold_path(key), layers=[GOLD])
+            outputs.append(self.gold_path(key))
+            summary[key] = len(docs)
+        leaked = test_ids & set(notes)
+        if leaked:
+            raise ValueError(f"{len(leaked)} test documents are also in data.notes (e.g. {sorted(leaked)[:3]}): "
+                             "the benchmark would score the student on its own training notes")
+        return outputs, summary
+
+    def step_label(self) -> tuple[list[Path], dict[str, Any]]:
+        from teachers.base import label_corpus
+        from teachers.registry import make_teacher
+
+        r = self.recipe
+        outputs, summary = [], {}
+        parts = [("notes", self.notes_path)]
+        if r.data.dev and r.aggregate.method == "weighted":
+            parts.append(("dev", self.gold_path("dev")))
+        for t in r.teachers:
+            teacher = make_teacher(t.spec, allow_external=r.allow_external_api, **t.options)
+            for part, src in parts:
+                docs = [Document(d.id, d.text, d.meta) for d in read_jsonl(src)]
+                res = label_corpus(teacher, docs, self.teacher_out(t.spec, part), progress=self.progress)
+                if res.failed:
+                    raise RuntimeError(f"teacher {t.spec} failed on {len(res.failed)} documents of {part} "
+                                       f"(see {self.teacher_out(t.spec, part)}.failures.jsonl); rerun to retry them")
+                outputs.append(self.teacher_out(t.spec, part))
+                summary[f"{t.spec}:{part}"] = {"labelled": res.labelled, "resumed": res.skipped_done, "spans": res.spans,
+                                               "usage": res.usage.to_dict()}
+        return outputs, summary
+
+    def step_aggregate(self) -> tuple[list[Path], dict[str, Any]]:
+        from distill.aggregate import aggregate, estimate_weights, soft_targets_path
+        from teachers.base import load_layers
+
+        r = self.recipe
+        layers = r.aggregate.layers or [t.spec for t in r.teachers]
+        docs = load_layers([self.teacher_out(s) for s in layers])
+        weights = None
+        if r.aggregate.method == "weighted":
+            if not r.data.dev:
+                raise ValueError("aggregate.method = 'weighted' needs data.dev (gold) to estimate teacher weights")
+            gold = {d.id: d for d in read_jsonl(self.gold_path("dev"))}
+            dev = load_layers([self.teacher_out(s, "dev") for s in layers])
+            dev = [d.with_layers(gold=gold[d.id].spans(GOLD)) for d in dev]
+            weights = estimate_weights(dev, layers, r.labels)
+        res = aggregate(docs, layers, r.aggregate.method, r.labels, weights=weights, **r.aggregate.options)
+        write_jsonl(res.docs, self.silver_path)
+        soft = res.soft.save(soft_targets_path(self.silver_path))
+        for line in res.log.lines():
+            console.print(f"  {line}")
+        return [self.silver_path, soft], {"documents": len(res.docs), "log": res.log.lines()}
+
+    def _train(self, train_path: Path, layer: str, out: Path, soft: bool) -> tuple[list[Path], dict[str, Any]]:
+        from distill.aggregate import SoftTargets, soft_targets_path
+        from students.train import TrainConfig, train_student
+
+        r = self.recipe
+        opts = dict(r.student.options)
+        if soft:
+            opts.setdefault("loss", "kd")
+        cfg = TrainConfig(base_model=r.student.base_model, labels=tuple(r.labels), seed=r.seed, **opts)
+        docs = list(read_jsonl(train_path))
+        dev = list(read_jsonl(self.gold_path("dev"))) if r.data.dev else None
+        targets = SoftTargets.load(soft_targets_path(train_path)) if soft else None
+        res = train_student(docs, out, cfg, dev_docs=dev, layer=layer, soft=targets, progress=self.progress,
+                            data={"train": str(train_path), "layer": layer, "recipe": r.name})
+        return [out], {k: res.card[k] for k in ("scores", "wall_seconds") if k in res.card}
+
+    def step_train(self) -> tuple[list[Path], dict[str, Any]]:
+        return self._train(self.silver_path, SILVER, self.student_dir, self.recipe.student.targets == "soft")
+
+    def step_train_human(self) -> tuple[list[Path], dict[str, Any]]:
+        return self._train(self.gold_path("human_train"), GOLD, self.human_dir, False)
+
+    def step_export(self) -> tuple[list[Path], dict[str, Any]]:
+        from students.export import export_model
+
+        outputs, summary = [], {}
+        for model in self._model_dirs():
+            target = model.parent / "onnx"
+            res = export_model(model, target, int8=self.recipe.export.int8)
+            outputs.append(target)
+            summary[model.parent.name] = getattr(res, "summary", lambda: {})() if hasattr(res, "summary") else {}
+        return outputs, summary
+
+    def step_bench(self) -> tuple[list[Path], dict[str, Any]]:
+        from distill.bench import bench_recipe
+
+        results = bench_recipe(self)
+        return [self.dir("bench") / "results.json"], {"systems": len(results.get("systems", []))}
+
+    def step_report(self) -> tuple[list[Path], dict[str, Any]]:
+        from distill.report import write_report
+
+        paths = write_report(self.dir("bench") / "results.json", self.dir("report"), title=self.recipe.report.title or self.recipe.name)
+        return list(paths), {"files": [str(p) for p in paths]}
+
+    # -- summary -------------------------------------------------------------------------------
+    def print_summary(self) -> None:
+        table = Table(title=f"distill run {self.recipe.name} → {self.out}")
+        for col in ("step", "status", "seconds"):
+            table.add_column(col)
+        for o in self.outcomes:
+            table.add_row(o.name, "ran (" + o.reason + ")" if o.ran else "skipped (up to date)", f"{o.seconds:.1f}")
+        Console().print(table)

@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from distill.cli import app
+from distill.recipe import RecipeError, load_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+MINIMAL = """
+name = "t"
+output_dir = "out"
+[data]
+data_dir = "{data}"
+notes = [{{ corpus = "maccrobat", split = "train", limit = 3 }}]
+test = [{{ corpus = "maccrobat", split = "test" }}]
+[[teachers]]
+spec = "ontology:open"
+"""
+
+
+def write(tmp_path, text, shared_data):
+    p = tmp_path / "r.toml"
+    p.write_text(text.format(data=shared_data))
+    return p
+
+
+def test_bundled_recipes_validate():
+    for name in ("quickstart.toml",):
+        r = load_recipe(ROOT / "experiments" / name)
+        assert r.teachers and r.out.is_absolute()
+
+
+def test_minimal_recipe_and_relative_paths(tmp_path, shared_data):
+    r = load_recipe(write(tmp_path, MINIMAL, shared_data))
+    assert r.out == tmp_path / "out"
+    assert r.student.targets == "soft" and r.aggregate.method == "weighted"
+
+
+def test_typo_in_a_key_is_named(tmp_path, shared_data):
+    text = MINIMAL + '[student]\nbase_model = "minilm"\nepohcs = 3\n'
+    with pytest.raises(RecipeError, match=r"student\.epohcs: unknown key"):
+        load_recipe(write(tmp_path, text, shared_data))
+
+
+def test_missing_data_file_is_named(tmp_path, shared_data):
+    text = MINIMAL.replace('corpus = "maccrobat", split = "test"', 'corpus = "no/such/file.jsonl"')
+    with pytest.raises(RecipeError, match=r"data\.test\.0: no such corpus or file 'no/such/file.jsonl'"):
+        load_recipe(write(tmp_path, text, shared_data))
+    with pytest.raises(RecipeError, match=r"data\.data_dir: folder .* does not exist"):
+        load_recipe(write(tmp_path, MINIMAL, tmp_path / "nowhere"))
+
+
+def test_api_teacher_needs_explicit_permission(tmp_path, shared_data):
+    text = MINIMAL + '[[teachers]]\nspec = "openai:gpt-4o-mini"\n'
+    with pytest.raises(RecipeError, match="teachers.1 .openai:gpt-4o-mini. sends note text to an external API"):
+        load_recipe(write(tmp_path, text, shared_data))
+    ok = load_recipe(write(tmp_path, "allow_external_api = true\n" + text, shared_data))
+    assert ok.allow_external_api
+    local = MINIMAL + '[[teachers]]\nspec = "openai:qwen"\noptions = {{ base_url = "http://127.0.0.1:8000/v1" }}\n'
+    assert load_recipe(write(tmp_path, local, shared_data))  # a server on this machine is not external
+
+
+def test_cli_run_check_fails_before_any_work(tmp_path, shared_data):
+    text = MINIMAL + '[aggregate]\nmethod = "vote"\n'
+    res = runner.invoke(app, ["run", str(write(tmp_path, text, shared_data)), "--check"])
+    assert res.exit_code == 2 and "aggregate.method" in res.output
+    assert not (tmp_path / "out").exists()
