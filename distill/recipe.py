@@ -125,6 +125,10 @@ class Recipe(Strict):
         p = Path(value).expanduser()
         return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
 
+    def teacher_options(self, t: "TeacherConfig") -> dict[str, Any]:
+        """Options with ``./`` and ``../`` paths resolved against the recipe's folder."""
+        return {k: str(self.path(v)) if isinstance(v, str) and v.startswith(("./", "../")) else v for k, v in t.options.items()}
+
     @property
     def out(self) -> Path:
         return self.path(self.output_dir)  # type: ignore[return-value]

@@ -179,7 +179,7 @@ class Run:
         if r.data.dev and r.aggregate.method == "weighted":
             parts.append(("dev", self.gold_path("dev")))
         for t in r.teachers:
-            teacher = make_teacher(t.spec, allow_external=r.allow_external_api, **t.options)
+            teacher = make_teacher(t.spec, allow_external=r.allow_external_api, **r.teacher_options(t))
             for part, src in parts:
                 docs = [Document(d.id, d.text, d.meta) for d in read_jsonl(src)]
                 res = label_corpus(teacher, docs, self.teacher_out(t.spec, part), progress=self.progress)

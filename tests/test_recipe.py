@@ -28,7 +28,7 @@ def write(tmp_path, text, shared_data):
 
 
 def test_bundled_recipes_validate():
-    for name in ("quickstart.toml",):
+    for name in ("quickstart.toml", "maccrobat_dev.toml", "paper.toml"):
         r = load_recipe(ROOT / "experiments" / name)
         assert r.teachers and r.out.is_absolute()
 
