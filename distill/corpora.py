@@ -292,10 +292,10 @@ def load_corpus(
         paths = spec.paths(data_dir)
         lmap = label_map if label_map is not None else spec.label_map
         report.source = report.source or spec.name
-        for files in paths.values():
-            for p in files:
-                if not p.exists():
-                    raise CorpusNotFound(f"corpus {spec.name!r} not found: expected {p}")
+        needed = [s for s in wanted if s in paths] if spec.official_splits else ["all"]
+        for p in (p for s in needed for p in paths[s]):
+            if not p.exists():
+                raise CorpusNotFound(f"corpus {spec.name!r} not found: expected {p}")
         docs: list[Document] = []
         if spec.official_splits:
             for s in wanted:
