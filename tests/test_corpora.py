@@ -154,3 +154,13 @@ def test_describe(shared_data, tmp_path):
     assert "missing: maccrobat2020/brat" in describe("maccrobat", tmp_path)
     with pytest.raises(UnknownCorpus):
         describe("nope")
+
+
+def test_only_the_requested_split_must_exist(shared_data, tmp_path):
+    (tmp_path / "ncbi_disease").mkdir()
+    (tmp_path / "ncbi_disease" / "NCBItestset_corpus.txt").write_bytes(
+        (shared_data / "ncbi_disease" / "NCBItestset_corpus.txt").read_bytes()
+    )
+    assert len(load_corpus("ncbi_disease", tmp_path, "test")) == 100
+    with pytest.raises(CorpusNotFound, match="NCBItrainset_corpus.txt"):
+        load_corpus("ncbi_disease", tmp_path, "train+test")
