@@ -1,23 +1,22 @@
 """Lexicons: normalised term → (label, concept id, source), compiled from ontology releases.
 
 A lexicon is built from named *sources* (each a generator of raw ``Term`` records from one
-release file), then filtered, expanded with simple morphological variants, and conflicts
-between labels are resolved. The result is compiled into a matcher automaton once and cached
-on disk, keyed by the sha256 of every source file plus ``LEXICON_VERSION``, so a teacher loads
-in well under two seconds after the first build.
+release file), then filtered (stop words, short and over-long terms, chemical names, drug-list
+acronyms; upper-case acronyms kept case-sensitive) and conflicts between labels are resolved by
+source priority. Plurals and British spellings need no variant keys: the matcher's tokeniser
+folds them. The result is compiled into a matcher automaton once and cached on disk, keyed by
+the sha256 of every source file, of the compile code and ``LEXICON_VERSION``, so a teacher loads
+in under two seconds after the first build.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping
-
-import ahocorasick
 
 from distill.documents import DISEASE, MEDICATION, SYMPTOM
 from ontologies.drugbank import read_drugbank_vocabulary
@@ -28,7 +27,7 @@ from ontologies.rxnorm import is_rrf, read_druglist, read_rxnconso
 from ontologies.snomed import Rf2Snapshot
 
 # Bump whenever filtering, variants or tokenisation change: it invalidates every cached lexicon.
-LEXICON_VERSION = "1"
+LEXICON_VERSION = "2"
 
 DATA = Path(__file__).resolve().parent / "data"
 VENDORED = {
@@ -40,6 +39,7 @@ VENDORED = {
     "fda": DATA / "drugsatfda" / "Products.txt.gz",
     "clinical": DATA / "clinical" / "clinical_vocabulary.tsv",
     "stopwords": DATA / "clinical" / "stopwords.txt",
+    "modifiers": DATA / "clinical" / "modifiers.tsv",
 }
 
 
@@ -197,25 +197,29 @@ def sources_for(config: str, rxnorm: str | os.PathLike | None = None,
     return [s for i, s in enumerate(out) if s.name not in names[:i]]
 
 
-# --- filtering, variants, conflicts -------------------------------------------------------------
+# --- filtering and conflicts -------------------------------------------------------------
 
 def load_stopwords(path: Path = VENDORED["stopwords"]) -> frozenset[str]:
     with open(path, encoding="utf-8") as fh:
         return frozenset(normalize(l) for l in fh if l.strip() and not l.startswith("#"))
 
 
+# Longer names (mostly HPO/DOID descriptive labels) essentially never occur verbatim in notes.
+MAX_TOKENS = 6
+# Ontology-style descriptive labels that no clinician writes ("Abnormality of the ...").
+_NOT_MENTIONS = ("abnormality of ", "abnormal ", "aplasia hypoplasia ", "morphological abnormality ")
 _CHEMICAL = re.compile(r"\d.*[,\[\]]|\(\s*[RS]\s*\)|^\d|[\[\]{}]")
 _ACRONYM = re.compile(r"^[A-Z0-9][A-Z0-9&/]{1,5}s?$")
 
 # Which label wins when several sources claim one key; the curated vocabulary overrides all.
-SOURCE_PRIORITY = {"clinical": 0, "rxnorm": 1, "snomed": 1, "doid": 2, "symp": 2, "drugbank": 3, "fda": 3, "hpo": 4}
+SOURCE_PRIORITY = {"clinical": 0, "rxnorm": 1, "snomed": 1, "doid": 2, "symp": 3, "drugbank": 3, "fda": 3, "hpo": 4}
 
 
 def keep_term(term: Term, stop: frozenset[str]) -> tuple[str, str | None] | None:
     """``(key, case)`` for a usable term, or None for junk.
 
     Junk: very short keys, stop words and common English words, chemical/IUPAC names,
-    over-long names (no note spells out a 9-word drug name). Short upper-case terms are kept
+    over-long names (no note spells out a 7-word phenotype label or a 5-word drug name). Short upper-case terms are kept
     but matched case-sensitively, because in lower case they are ordinary words ("ALL", "MS").
     """
     text = term.text.strip()
@@ -224,49 +228,42 @@ def keep_term(term: Term, stop: frozenset[str]) -> tuple[str, str | None] | None
         return None
     ntok = key.count(" ") + 1
     if term.source == "clinical":
-        return key, None
-    if len(key) < 3 or ntok > 8 or not re.search(r"[a-z]{2}", key):
+        return key, (" ".join(text.split()) if _ACRONYM.match(text) else None)
+    if len(key) < 3 or ntok > MAX_TOKENS or not re.search(r"[a-z]{2}", key) or key.startswith(_NOT_MENTIONS):
         return None
     if term.label == MEDICATION and (_CHEMICAL.search(text) or ntok > 4):
         return None
     if _ACRONYM.match(text):
-        return key, " ".join(text.split())
+        # Drug lists' acronyms ("BAL", "PCP", "VPA") mostly name other things in notes.
+        return None if term.label == MEDICATION else (key, " ".join(text.split()))
     return key, None
 
 
-def variants(key: str) -> Iterator[str]:
-    """The key and the regular plural of its last word ("cyst" → "cysts", "ovary" → "ovaries",
-    "metastasis" → "metastases"), so "renal cysts" finds "renal cyst"."""
-    yield key
-    head, _, last = key.rpartition(" ")
-    if len(last) < 3 or not last.isalpha():
-        return
-    pre = f"{head} " if head else ""
-    if last.endswith("y") and last[-2] not in "aeiou":
-        yield pre + last[:-1] + "ies"
-    elif last.endswith("is"):
-        yield pre + last[:-2] + "es"
-    elif last.endswith(("ss", "x", "z", "ch", "sh")):
-        yield pre + last + "es"
-    elif not last.endswith(("s", "us")):
-        yield pre + last + "s"
+# Single words naming a measured abnormality (low/high blood values, urine findings, blood counts)
+# are signs that the notes then explain with a disease, whatever the ontology files them under.
+_SIGN_WORD = re.compile(r"^(hyper|hypo)\w*(emia|tension|glycemia)$|^\w+(penia|cytosis|uria)$")
+
+
+def relabel(term: Term, key: str) -> str:
+    if term.label == DISEASE and term.source != "clinical" and _SIGN_WORD.match(key):
+        return SYMPTOM
+    return term.label
 
 
 def compile_entries(terms: Iterable[Term], stop: frozenset[str]) -> dict[str, Entry]:
-    """Resolve every key to one entry: exact keys beat plural variants, then source priority."""
-    best: dict[str, tuple[tuple[int, int], Entry]] = {}
+    """Resolve every key to one entry by source priority (the first source wins a tie)."""
+    best: dict[str, tuple[int, Entry]] = {}
     for term in terms:
         kept = keep_term(term, stop)
         if kept is None:
             continue
         key, case = kept
+        label = relabel(term, key)
         prio = SOURCE_PRIORITY.get(term.source, 5)
-        for i, k in enumerate(variants(key) if case is None else [key]):
-            rank = (min(i, 1), prio)
-            old = best.get(k)
-            if old is None or rank < old[0]:
-                best[k] = (rank, Entry(term.label, term.concept, term.source, case))
-    return {k: e for k, (_, e) in best.items() if e.label != "IGNORE"}
+        old = best.get(key)
+        if old is None or prio < old[0]:
+            best[key] = (prio, Entry(label, term.concept, term.source, case))
+    return {k: e for k, (_, e) in best.items()}
 
 
 # --- build + cache --------------------------------------------------------------------------
@@ -291,16 +288,27 @@ def _sha256(path: Path) -> str:
 def fingerprint(sources: list[Source]) -> str:
     """Changes whenever a source file's bytes, the source set, or the compile code change."""
     h = hashlib.sha256(f"lexicon v{LEXICON_VERSION}".encode())
-    for f in [VENDORED["stopwords"]] + [f for s in sources for f in s.files]:
+    code = [Path(__file__), Path(__file__).with_name("matcher.py")]
+    for f in code + [VENDORED["stopwords"], VENDORED["modifiers"]] + [f for s in sources for f in s.files]:
         h.update(f"{f.name}:{_sha256(f)}".encode())
     h.update(",".join(s.name for s in sources).encode())
     return h.hexdigest()[:20]
 
 
+def load_modifiers(path: Path = VENDORED["modifiers"]) -> dict[str, str]:
+    out = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip() and not line.startswith("#"):
+                word, _, kind = line.rstrip("\n").partition("\t")
+                out[normalize(word)] = kind.strip()
+    return out
+
+
 def build_matcher(sources: list[Source]) -> Matcher:
     stop = load_stopwords()
     terms = (t for s in sources for t in s.terms())
-    return Matcher.build(sorted(compile_entries(terms, stop).items()))
+    return Matcher.build(sorted(compile_entries(terms, stop).items()), load_modifiers())
 
 
 def load_matcher(sources: list[Source], cache: bool = True) -> tuple[Matcher, dict]:
@@ -314,24 +322,27 @@ def load_matcher(sources: list[Source], cache: bool = True) -> tuple[Matcher, di
     info = {"cache": str(path), "hit": False, "sources": [s.name for s in sources]}
     if cache and path.exists():
         try:
-            auto = ahocorasick.load(str(path), pickle.loads)
+            matcher = Matcher.load(str(path), load_modifiers())
             info["hit"] = True
-            return Matcher(auto), info
+            return matcher, info
         except Exception:  # a truncated or foreign file: rebuild it below
             path.unlink(missing_ok=True)
     matcher = build_matcher(sources)
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        matcher.automaton.save(str(tmp), pickle.dumps)
-        os.replace(tmp, path)
+        for stale in path.parent.glob(f"{path.name.rsplit('-', 1)[0]}-*.automaton*"):
+            stale.unlink(missing_ok=True)  # older builds of the same configuration
+        tmp = str(path) + f".tmp{os.getpid()}"
+        matcher.save(tmp)
+        os.replace(tmp + ".entries", str(path) + ".entries")
+        os.replace(tmp, path)  # the automaton last: its presence marks a complete cache entry
     return matcher, info
 
 
 def describe(matcher: Matcher) -> Mapping[str, int]:
     """Key counts per label and source (for reports and the CLI)."""
     counts: dict[str, int] = {}
-    for _key, (_n, _k, entry) in matcher.automaton.items():
+    for _key, entry in matcher.items():
         counts[entry.label] = counts.get(entry.label, 0) + 1
         counts[f"source:{entry.source}"] = counts.get(f"source:{entry.source}", 0) + 1
     return json.loads(json.dumps(counts))
