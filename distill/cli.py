@@ -33,7 +33,7 @@ def load_gold(gold: str, data_dir: Optional[Path], split: Optional[str]) -> list
     from distill.io.jsonl import FormatError
 
     try:
-        return load_corpus(gold, data_dir, split)
+        return load_corpus(gold, data_dir, split)  # what a reader left out is logged as a warning
     except (CorpusNotFound, UnknownCorpus, FormatError, ValueError) as e:
         fail(str(e))
         raise  # unreachable: fail() exits
@@ -183,6 +183,14 @@ def run(
 
 
 def main() -> None:
+    import logging
+
+    from rich.logging import RichHandler
+
+    # our warnings (spans a reader left out, resumed runs) reach the user once, readably
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)])
+    for pkg in ("distill", "teachers", "students", "ontologies"):
+        logging.getLogger(pkg).setLevel(logging.INFO)
     app()
 
 

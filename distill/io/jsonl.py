@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
@@ -15,6 +16,7 @@ from typing import IO, Any, Iterable, Iterator
 from distill.documents import Document, Span, SpanError, check_span
 
 RESERVED = {"id", "text", "entities", "spans", "meta"}
+log = logging.getLogger(__name__)
 
 
 class FormatError(ValueError):
@@ -158,11 +160,17 @@ class JsonlAppender:
         self._fh = open(self.path, "a", encoding="utf-8")
 
     def _truncate_partial_tail(self) -> None:
-        """A kill mid-write leaves a last line without newline: drop just that line."""
+        """A kill mid-write leaves a last line without newline: keep it if it is whole JSON
+        (only the newline was lost), otherwise drop just that line so its document is redone."""
         data = self.path.read_bytes()
         if data and not data.endswith(b"\n"):
             cut = data.rfind(b"\n") + 1
-            self.path.write_bytes(data[:cut])
+            try:
+                json.loads(data[cut:])
+                self.path.write_bytes(data + b"\n")
+            except json.JSONDecodeError:
+                log.warning("%s: dropped a half-written last record (%d bytes); it will be redone", self.path, len(data) - cut)
+                self.path.write_bytes(data[:cut])
 
     def write(self, record: dict[str, Any]) -> None:
         self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
