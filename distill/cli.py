@@ -153,6 +153,69 @@ def corpora(
 
 # --- label (teachers) ----------------------------------------------------------------------
 
+
+def parse_options(pairs: list[str]) -> dict[str, str]:
+    """``["key=value", ...]`` → dict; a pair without ``=`` is a user error."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            fail(f"--option expects key=value, got {pair!r}")
+        out[key.strip().replace("-", "_")] = value
+    return out
+
+
+@app.command()
+def label(
+    teacher: str = typer.Option(..., help="Teacher spec: ontology:open, ontology:open+rxnorm, openai:gpt-4o-mini, ..."),
+    input: Path = typer.Option(..., "--input", exists=True, help="Notes: .jsonl[.gz] with id/text, a brat folder, or a PubTator file."),
+    out: Path = typer.Option(..., help="Output JSONL (one layer named after the teacher); an existing file is resumed."),
+    option: list[str] = typer.Option([], "--option", "-o", help="Teacher option key=value (repeatable), e.g. rxnorm=/path/RXNCONSO.RRF."),
+    base_url: Optional[str] = typer.Option(None, help="Server URL for API teachers (OpenAI-compatible, RxNav, ...)."),
+    allow_external: bool = typer.Option(False, "--allow-external", help="Allow teachers that send note text to an external API."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N notes (a quick look before a full run)."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Label notes with one teacher into a silver layer (resumable; prints the usage ledger)."""
+    import json
+
+    from distill.io.jsonl import FormatError, read_jsonl
+    from teachers.base import label_corpus
+    from teachers.registry import ExternalAPIRefused, make_teacher
+
+    opts = parse_options(option)
+    if base_url:
+        opts["base_url"] = base_url
+    try:
+        if input.is_file() and ".jsonl" in input.name:
+            docs = list(read_jsonl(input))
+        else:
+            from distill.corpora import load_corpus
+
+            docs = load_corpus(input)
+    except (FormatError, ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    if limit is not None:
+        docs = docs[:limit]
+    try:
+        t = make_teacher(teacher, allow_external=allow_external, **opts)
+    except ExternalAPIRefused as e:
+        fail(str(e))
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        fail(f"cannot build teacher {teacher!r}: {e}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = label_corpus(t, docs, out, total=len(docs), progress=progress)
+    console.print(
+        f"{t.name}: labelled {result.labelled} notes ({result.spans} spans), "
+        f"{result.skipped_done} already done, {len(result.failed)} failed → {out}"
+    )
+    if result.failed:
+        console.print(f"[yellow]failures are listed in {out}.failures.jsonl; rerun the same command to retry them[/]")
+    console.print("usage: " + json.dumps(result.usage.to_dict()))
+    if result.failed:
+        raise typer.Exit(1)
+
+
 # --- aggregate / train / predict (students) ------------------------------------------------
 
 # --- export / bench / report ---------------------------------------------------------------
