@@ -1,0 +1,77 @@
+"""A dated price table for LLM teachers, and the ledger arithmetic built on it.
+
+Prices change; a cost figure is only meaningful next to the date of the price it used, so
+every entry names its source page and the date the price took effect. The figures were
+supplied with the project's teacher issue and match the vendors' published list prices at
+those dates; this build machine has no internet, so they were not re-checked online —
+update the table (and ``TABLE_DATE``) rather than trusting an old figure.
+
+Models served on this machine (``local:``, a loopback vLLM / llama.cpp server) cost no
+dollars; an unknown remote model raises :class:`UnknownPrice` instead of silently
+counting zero.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TABLE_DATE = "2026-11-23"  # when this table was compiled
+BATCH_DISCOUNT = 0.5  # OpenAI Batch API and Gemini batch mode both bill 50% of list price
+
+OPENAI_PRICING = "https://openai.com/api/pricing/"
+GEMINI_PRICING = "https://ai.google.dev/gemini-api/docs/pricing"
+
+
+class UnknownPrice(KeyError):
+    """No price is known for a model: refuse to report a made-up cost."""
+
+
+@dataclass(frozen=True)
+class Price:
+    """US dollars per one million tokens, with where and since when."""
+
+    model: str
+    input_per_1m: float
+    output_per_1m: float
+    source: str
+    effective: str  # date the price took effect (ISO)
+    batch_discount: float = BATCH_DISCOUNT
+
+    def dollars(self, input_tokens: int, output_tokens: int, batch: bool = False) -> float:
+        cost = (input_tokens * self.input_per_1m + output_tokens * self.output_per_1m) / 1_000_000
+        return cost * self.batch_discount if batch else cost
+
+
+PRICES: dict[str, Price] = {
+    p.model: p
+    for p in (
+        Price("gpt-4o", 2.50, 10.00, OPENAI_PRICING, "2024-08-06"),
+        Price("gpt-4o-mini", 0.15, 0.60, OPENAI_PRICING, "2024-07-18"),
+        Price("o1-mini", 3.00, 12.00, OPENAI_PRICING, "2024-09-12"),
+        Price("gemini-2.0-flash", 0.10, 0.40, GEMINI_PRICING, "2025-02-05"),
+    )
+}
+
+FREE = Price("local", 0.0, 0.0, "runs on this machine", TABLE_DATE)
+
+
+def price_for(model: str) -> Price:
+    """The price of ``model``: exact name, else the longest known prefix (dated snapshots such
+    as ``gpt-4o-mini-2024-07-18`` bill as their family). A ``family:`` prefix is ignored."""
+    name = model.split(":", 1)[1] if ":" in model else model
+    if model.startswith("local:"):
+        return FREE
+    if name in PRICES:
+        return PRICES[name]
+    # longest prefix first, so "gpt-4o-mini-…" is not billed as "gpt-4o"
+    for known in sorted(PRICES, key=len, reverse=True):
+        if name.startswith(known + "-"):
+            return PRICES[known]
+    raise UnknownPrice(
+        f"no price for model {model!r} in teachers/cost.py (known: {', '.join(sorted(PRICES))}); "
+        "add it with its source and date"
+    )
+
+
+def dollars(model: str, input_tokens: int, output_tokens: int, batch: bool = False) -> float:
+    """Cost of one request (or a sum of requests) at list price, or batch price."""
+    return price_for(model).dollars(input_tokens, output_tokens, batch=batch)

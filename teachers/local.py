@@ -1,0 +1,194 @@
+"""Local LLM teachers: nothing leaves the machine.
+
+- ``local:<path or hub id>`` — a causal LM in process through ``transformers``: the model's
+  chat template, greedy decoding, GPU when present, optional 4-bit (bitsandbytes, CUDA only);
+- ``local:<file>.gguf`` — a GGUF file through llama-cpp-python (``pip install
+  'clinical-distill[llamacpp]'``), optionally with grammar-constrained output;
+- ``local:<model>`` with ``base_url`` on loopback — any OpenAI-compatible server on this
+  machine (vLLM, llama.cpp server, Ollama) through :mod:`teachers.openai`.
+
+Small models loop: they repeat a line, or recite their prompt's examples, until the token
+cap (measured: 20 minutes on one note). So generation is streamed through a
+:class:`~teachers.llm.RepetitionGuard`, the output cap scales with the chunk, and the
+default output format is ``compact`` (``LABEL: mention`` lines, a third of JSON's tokens).
+Local generation is deterministic, so a bad answer is salvaged, not re-asked.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from teachers.cache import CachedResponse
+from teachers.cost import FREE
+from teachers.llm import LLMTeacher, PermanentError, RepetitionGuard, _flag, build_prompts, is_loopback
+from teachers.prompts import Prompt
+
+LOCAL_DEFAULTS = {"fmt": "compact", "concurrency": 1, "chunk_chars": 2500, "chunk_overlap": 200, "parse_attempts": 1}
+
+
+def _note_of(prompt: Prompt) -> str:
+    last = prompt.messages[-1]["content"]
+    return last[last.find("<note>") + 7 : last.rfind("</note>")]
+
+
+class TransformersTeacher(LLMTeacher):
+    """A Hugging Face causal LM run in this process."""
+
+    family = "local"
+
+    def __init__(self, model: str, *, device: str | None = None, load_in_4bit: bool = False, **options: Any):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        options.setdefault("price", FREE)
+        super().__init__(model, **options)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.load_in_4bit = _flag(load_in_4bit)
+        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        if self.tokenizer.chat_template is None:
+            raise PermanentError(f"{model}: the tokenizer has no chat template; use an instruction-tuned model")
+        kwargs: dict[str, Any] = {}
+        if self.load_in_4bit:
+            if self.device != "cuda":
+                raise PermanentError("4-bit loading (bitsandbytes) needs a CUDA GPU")
+            from transformers import BitsAndBytesConfig
+
+            kwargs.update(quantization_config=BitsAndBytesConfig(load_in_4bit=True), device_map="auto")
+        self.lm = AutoModelForCausalLM.from_pretrained(model, **kwargs)
+        if not self.load_in_4bit:
+            self.lm.to(self.device)
+        self.lm.eval()
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        return {"family": "transformers", "model": str(Path(self.model).resolve()) if os.path.exists(self.model) else self.model,
+                "decoding": "greedy", "4bit": self.load_in_4bit}
+
+    def _request(self, prompt: Prompt, max_tokens: int) -> CachedResponse:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        enc = self.tokenizer.apply_chat_template(prompt.messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        enc = {k: v.to(self.lm.device) for k, v in enc.items()}
+        n_in = enc["input_ids"].shape[1]
+        guard = RepetitionGuard(_note_of(prompt))
+        tok = self.tokenizer
+
+        class Guarded(StoppingCriteria):
+            """Decode as tokens stream out and stop on a loop (the generation-time guard)."""
+
+            def __init__(self) -> None:
+                self.seen = ""
+
+            def __call__(self, input_ids: torch.Tensor, scores: Any, **kw: Any) -> torch.Tensor:
+                text = tok.decode(input_ids[0, n_in:], skip_special_tokens=True)
+                guard.feed(text[len(self.seen):])
+                self.seen = text
+                return torch.full((input_ids.shape[0],), guard.should_stop(), dtype=torch.bool, device=input_ids.device)
+
+        with torch.no_grad():
+            out = self.lm.generate(
+                **enc, max_new_tokens=max_tokens, do_sample=False, stopping_criteria=StoppingCriteriaList([Guarded()]),
+                pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+            )
+        new = out[0, n_in:]
+        eos = tok.eos_token_id
+        finished = eos is not None and len(new) > 0 and int(new[-1]) == eos
+        finish = guard.reason or ("stop" if finished or len(new) < max_tokens else "length")
+        return CachedResponse(tok.decode(new, skip_special_tokens=True), n_in, int(len(new)), finish)
+
+
+def compact_grammar(labels: tuple[str, ...]) -> str:
+    """GBNF for ``LABEL: mention`` lines (or NONE), for llama.cpp constrained decoding."""
+    alts = " | ".join(f'"{lab}"' for lab in labels)
+    return f'root ::= "NONE" | line+\nline ::= label ": " [^\\n]+ "\\n"\nlabel ::= {alts}\n'
+
+
+class LlamaCppTeacher(LLMTeacher):
+    """A GGUF model through llama-cpp-python, streamed so that loops can be cut short.
+
+    ``grammar``: constrain decoding to the output format (JSON schema or the compact GBNF);
+    exact but measured ~6x slower per token on CPU, so off by default — the lenient parser
+    and the guard handle free-form output.
+    """
+
+    family = "local"
+
+    def __init__(self, model: str, *, n_ctx: int = 4096, n_threads: int | None = None, grammar: bool = False,
+                 **options: Any):
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise PermanentError("GGUF models need llama-cpp-python: pip install 'clinical-distill[llamacpp]'") from None
+        if not os.path.isfile(model):
+            raise PermanentError(f"GGUF file not found: {model}")
+        options.setdefault("price", FREE)
+        super().__init__(model, **options)
+        self.grammar = _flag(grammar)
+        self.n_ctx = int(n_ctx)
+        self.llm = Llama(model_path=model, n_ctx=self.n_ctx, n_threads=int(n_threads) if n_threads else None,
+                         seed=0, verbose=False)
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        st = os.stat(self.model)
+        return {"family": "llama.cpp", "model": os.path.basename(self.model), "bytes": st.st_size,
+                "decoding": "greedy", "grammar": self.grammar, "n_ctx": self.n_ctx}
+
+    def _request(self, prompt: Prompt, max_tokens: int) -> CachedResponse:
+        kwargs: dict[str, Any] = {"messages": prompt.messages, "temperature": 0.0, "top_k": 1, "max_tokens": max_tokens,
+                                  "stream": True, "seed": 0}
+        if self.grammar:
+            if prompt.fmt == "json":
+                kwargs["response_format"] = {"type": "json_object", "schema": self.prompts.schema()}
+            else:
+                from llama_cpp import LlamaGrammar
+
+                kwargs["grammar"] = LlamaGrammar.from_string(compact_grammar(prompt.labels), verbose=False)
+        guard = RepetitionGuard(_note_of(prompt))
+        text, n_out, finish = "", 0, "stop"
+        self.llm.reset()
+        t0 = time.perf_counter()
+        stream = self.llm.create_chat_completion(**kwargs)
+        try:
+            for chunk in stream:
+                choice = chunk["choices"][0]
+                piece = choice.get("delta", {}).get("content")
+                if piece:
+                    n_out += 1
+                    text += piece
+                    if guard.feed(piece):
+                        finish = guard.reason or "repetition"
+                        break
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+        finally:
+            stream.close()
+        # tokens in context = prompt + generated (the last sampled token is never evaluated)
+        n_in = max(0, self.llm.n_tokens - n_out + 1)
+        self._count("generate_ms", int(1000 * (time.perf_counter() - t0)))
+        return CachedResponse(text, n_in, n_out, finish)
+
+
+def from_spec(name: str, **options: Any) -> LLMTeacher:
+    """``local:<hf path or hub id>``, ``local:<file.gguf>``, or ``local:<model>`` + loopback ``base_url``."""
+    if not name:
+        raise ValueError("local teacher needs a model: a directory, a hub id, a .gguf file, or a served model name")
+    for key, value in LOCAL_DEFAULTS.items():
+        options.setdefault(key, value)
+    base_url = options.pop("base_url", None)
+    if base_url:
+        if not is_loopback(base_url):
+            raise PermissionError(
+                f"local:{name} with base_url {base_url!r} would send notes off this machine; use "
+                "openai:<model> --base-url … --allow-external for a remote OpenAI-compatible server"
+            )
+        from teachers.openai import OpenAITeacher
+
+        options.setdefault("price", FREE)
+        options["concurrency"] = options.get("concurrency") or 1
+        return OpenAITeacher(name, base_url=base_url, name=f"local:{name}", **build_prompts(options))
+    opts = build_prompts(options)
+    if name.endswith(".gguf"):
+        return LlamaCppTeacher(name, **opts)
+    return TransformersTeacher(name, **opts)
