@@ -99,11 +99,16 @@ class TorchPredictor:
         return [d.with_layers(**{layer: s}) for d, s in zip(docs, spans)]
 
 
-def load_predictor(path: str | os.PathLike, batch_size: int = 32, **kw: Any) -> TorchPredictor:
-    """A predictor for a model path (the backend dispatch point)."""
+def load_predictor(path: str | os.PathLike, batch_size: int = 32, **kw: Any) -> Any:
+    """A predictor for a model path (the backend dispatch point): a ``.onnx`` file or a directory
+    holding ``model.onnx`` goes to the torch-free ONNX runtime, an HF directory to torch."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"model {p} does not exist")
+    from students import runtime
+
+    if runtime.is_onnx_model(p):
+        return runtime.load_onnx_predictor(p, batch_size=batch_size, **kw)
     if p.is_dir() and (p / "config.json").is_file():
         return TorchPredictor.from_dir(p, batch_size=batch_size, **kw)
     raise tagging.TaggingError(f"{p} is not a student model directory (expected config.json and labels.json)")
@@ -121,6 +126,8 @@ def predict_file(model: str | os.PathLike, input_path: str | os.PathLike, output
 
     predictor = load_predictor(model, batch_size=batch_size)
     docs = [Document(d.id, d.text, d.meta) for d in read_jsonl(input_path)]
+    if not docs:
+        raise ValueError(f"{input_path} contains no notes: nothing to predict")
     out: list[Document] = []
     step = getattr(predictor, "docs_per_chunk", 64)
     with tqdm(total=len(docs), unit="note", disable=not progress, desc="predict") as bar:
