@@ -107,12 +107,14 @@ def drugbank_terms(path: Path) -> Iterator[Term]:
 
 
 def fda_terms(path: Path) -> Iterator[Term]:
+    """Brand and ingredient names, lower-cased: the FDA writes every name in capitals, which
+    would otherwise look like acronyms to the filter."""
     seen: set[str] = set()
     for p in read_products(path):
         for name in (p.drug_name, *p.active_ingredients):
             if name and name not in seen:
                 seen.add(name)
-                yield Term(name, MEDICATION, f"FDA:{name}", "fda")
+                yield Term(name.lower(), MEDICATION, f"FDA:{name}", "fda")
 
 
 def rxnorm_terms(path: Path) -> Iterator[Term]:
@@ -209,7 +211,7 @@ MAX_TOKENS = 6
 # Ontology-style descriptive labels that no clinician writes ("Abnormality of the ...").
 _NOT_MENTIONS = ("abnormality of ", "abnormal ", "aplasia hypoplasia ", "morphological abnormality ")
 _CHEMICAL = re.compile(r"\d.*[,\[\]]|\(\s*[RS]\s*\)|^\d|[\[\]{}]")
-_ACRONYM = re.compile(r"^[A-Z0-9][A-Z0-9&/]{1,5}s?$")
+_ACRONYM = re.compile(r"^[A-Z0-9][A-Z0-9&/]{1,6}s?$")
 
 # Which label wins when several sources claim one key; the curated vocabulary overrides all.
 SOURCE_PRIORITY = {"clinical": 0, "rxnorm": 1, "snomed": 1, "doid": 2, "symp": 3, "drugbank": 3, "fda": 3, "hpo": 4}

@@ -1,0 +1,91 @@
+"""Matcher rules: word boundaries, longest match, overlaps, case-sensitive acronyms, folding."""
+from __future__ import annotations
+
+from ontologies.matcher import Entry, Matcher, normalize, tokenize
+
+
+def m(*terms, modifiers=None) -> Matcher:
+    items = []
+    for t in terms:
+        term, label, *case = t
+        items.append((normalize(term), Entry(label, f"C:{term}", "test", case[0] if case else None)))
+    return Matcher.build(items, modifiers)
+
+
+def spans(matcher, text):
+    return [(text[x.start : x.end], x.label) for x in matcher.find(text)]
+
+
+def test_whole_words_only():
+    mm = m(("pain", "SYMPTOM"), ("aspirin", "MEDICATION"))
+    assert spans(mm, "painful spain pain, aspirinate aspirin.") == [("pain", "SYMPTOM"), ("aspirin", "MEDICATION")]
+    assert spans(mm, "pain") == [("pain", "SYMPTOM")]  # at both ends of the text
+
+
+def test_longest_match_wins_and_no_overlaps():
+    mm = m(("heart failure", "DISEASE"), ("congestive heart failure", "DISEASE"), ("failure", "SYMPTOM"),
+           ("heart", "SYMPTOM"), ("failure to thrive", "SYMPTOM"))
+    text = "congestive heart failure to thrive"
+    got = mm.find(text)
+    assert [(text[x.start:x.end]) for x in got] == ["congestive heart failure"]
+    # overlapping candidates of equal length: the leftmost wins, the other is dropped
+    mm2 = m(("a b", "SYMPTOM"), ("b c", "DISEASE"))
+    assert spans(mm2, "x a b c") == [("a b", "SYMPTOM")]
+
+
+def test_concept_ids_and_offsets():
+    mm = m(("Crohn disease", "DISEASE"))
+    text = "History of Crohn’s  disease."
+    (x,) = mm.find(text)
+    assert (x.start, x.end, x.concept, x.term) == (11, 27, "C:Crohn disease", "crohn disease")
+    assert text[x.start : x.end] == "Crohn’s  disease"
+
+
+def test_punctuation_blocks_matches_but_dashes_and_case_do_not():
+    mm = m(("chest pain", "SYMPTOM"), ("non small cell lung cancer", "DISEASE"))
+    assert spans(mm, "chest. pain") == []
+    assert spans(mm, "Non-small-cell lung cancer") == [("Non-small-cell lung cancer", "DISEASE")]
+    assert spans(mm, "CHEST PAIN") == [("CHEST PAIN", "SYMPTOM")]
+
+
+def test_case_sensitive_acronyms():
+    mm = m(("ALL", "DISEASE", "ALL"))
+    assert spans(mm, "all patients with ALL") == [("ALL", "DISEASE")]
+
+
+def test_plural_and_british_folding():
+    mm = m(("renal cyst", "DISEASE"), ("ovary", "SYMPTOM"), ("edema", "SYMPTOM"), ("tumor", "SYMPTOM"), ("abscess", "DISEASE"))
+    text = "renal cysts, ovaries, oedema, tumours, abscesses"
+    assert [s for s, _ in spans(mm, text)] == ["renal cysts", "ovaries", "oedema", "tumours", "abscesses"]
+    assert tokenize("psoriasis status")[0] == ["psoriasis", "status"]  # -is / -us are not plurals
+
+
+def test_ignore_terms_claim_words_without_spans():
+    mm = m(("blood pressure", "IGNORE"), ("pressure", "SYMPTOM"))
+    assert spans(mm, "blood pressure and pressure") == [("pressure", "SYMPTOM")]
+
+
+def test_head_word_trimming_keeps_label():
+    mods = {"severe": "severity", "abdominal": "location", "acute": "course"}
+    mm = m(("abdominal pain", "SYMPTOM"), ("pain", "SYMPTOM"), ("acute pancreatitis", "DISEASE"),
+           ("pancreatitis", "DISEASE"), ("acute leukemia", "DISEASE"), ("abdominal hernia", "DISEASE"),
+           ("hernia", "DISEASE"), modifiers=mods)
+    assert spans(mm, "severe abdominal pain") == [("pain", "SYMPTOM")]
+    assert spans(mm, "acute pancreatitis") == [("pancreatitis", "DISEASE")]
+    assert spans(mm, "acute leukemia") == [("acute leukemia", "DISEASE")]  # no shorter term to fall back on
+    assert spans(mm, "abdominal hernia") == [("abdominal hernia", "DISEASE")]  # location trims symptoms only
+
+
+def test_empty_text_and_empty_lexicon():
+    assert m(("pain", "SYMPTOM")).find("") == []
+    assert Matcher.build([]).find("pain") == []
+
+
+def test_save_and_load_roundtrip(tmp_path):
+    mm = m(("chest pain", "SYMPTOM"), ("MS", "DISEASE", "MS"))
+    path = str(tmp_path / "lex.automaton")
+    mm.save(path)
+    again = Matcher.load(path)
+    text = "ms chest pain MS"
+    assert again.find(text) == mm.find(text) and len(again) == 2
+    assert again.lookup("chest pain").label == "SYMPTOM" and again.lookup("nope") is None
