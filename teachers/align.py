@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from distill.documents import Span
 
@@ -62,24 +62,33 @@ def _normalised(text: str, s: str) -> list[tuple[int, int]]:
 
 
 def _fuzzy(text: str, s: str, threshold: float) -> list[tuple[int, int]]:
-    """Best fuzzy occurrence, widened to whole words; only if it still scores >= threshold."""
+    """The best-scoring run of whole words (as many words as ``s``, give or take one) if its
+    similarity to ``s`` is at least ``threshold`` — typos and small inflections, nothing looser."""
     if len(s) < 4:  # short strings fuzzy-match everywhere
         return []
-    hit = fuzz.partial_ratio_alignment(s.lower(), text.lower(), score_cutoff=threshold)
-    if hit is None:
+    words = [m.span() for m in re.finditer(r"\S+", text)]
+    n = len(s.split())
+    cands: dict[str, tuple[int, int]] = {}
+    for size in (n - 1, n, n + 1):
+        if size < 1:
+            continue
+        for i in range(len(words) - size + 1):
+            a, b = words[i][0], words[i + size - 1][1]
+            a, b = _trim_punct(text, a, b)
+            if b > a:
+                cands.setdefault(text[a:b], (a, b))
+    if not cands:
         return []
-    start, end = hit.dest_start, hit.dest_end
-    while start > 0 and _WORD.match(text[start - 1]) and _WORD.match(text[start]):
-        start -= 1
-    while end < len(text) and _WORD.match(text[end]) and _WORD.match(text[end - 1]):
-        end += 1
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    if end <= start or fuzz.ratio(s.lower(), text[start:end].lower()) < threshold:
-        return []
-    return [(start, end)]
+    best = process.extractOne(s, list(cands), scorer=fuzz.ratio, processor=str.lower, score_cutoff=threshold)
+    return [cands[best[0]]] if best else []
+
+
+def _trim_punct(text: str, a: int, b: int) -> tuple[int, int]:
+    while a < b and not text[a].isalnum():
+        a += 1
+    while b > a and not text[b - 1].isalnum() and text[b - 1] not in ")]":
+        b -= 1
+    return a, b
 
 
 def _is_acronym(s: str) -> bool:

@@ -21,7 +21,7 @@ OPENAI_PRICING = "https://openai.com/api/pricing/"
 GEMINI_PRICING = "https://ai.google.dev/gemini-api/docs/pricing"
 
 
-class UnknownPrice(KeyError):
+class UnknownPrice(ValueError):
     """No price is known for a model: refuse to report a made-up cost."""
 
 

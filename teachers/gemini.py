@@ -37,7 +37,7 @@ class GeminiTeacher(LLMTeacher):
         key = api_key or os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
         if not key:
             if not is_loopback(self.base_url):
-                raise PermanentError("GEMINI_API_KEY (or GOOGLE_API_KEY) is not set (keys are read from the environment only)")
+                raise ValueError("GEMINI_API_KEY (or GOOGLE_API_KEY) is not set (keys are read from the environment only)")
             key = "no-key-needed-for-a-local-server"
         options.setdefault("price", default_price(model, self.base_url))
         super().__init__(model, **options)

@@ -22,7 +22,7 @@ from typing import Any
 
 from teachers.cache import CachedResponse
 from teachers.cost import FREE
-from teachers.llm import LLMTeacher, PermanentError, RepetitionGuard, _flag, build_prompts, is_loopback
+from teachers.llm import LLMTeacher, RepetitionGuard, _flag, build_prompts, is_loopback
 from teachers.prompts import Prompt
 
 LOCAL_DEFAULTS = {"fmt": "compact", "concurrency": 1, "chunk_chars": 2500, "chunk_overlap": 200, "parse_attempts": 1}
@@ -48,11 +48,11 @@ class TransformersTeacher(LLMTeacher):
         self.load_in_4bit = _flag(load_in_4bit)
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         if self.tokenizer.chat_template is None:
-            raise PermanentError(f"{model}: the tokenizer has no chat template; use an instruction-tuned model")
+            raise ValueError(f"{model}: the tokenizer has no chat template; use an instruction-tuned model")
         kwargs: dict[str, Any] = {}
         if self.load_in_4bit:
             if self.device != "cuda":
-                raise PermanentError("4-bit loading (bitsandbytes) needs a CUDA GPU")
+                raise ValueError("4-bit loading (bitsandbytes) needs a CUDA GPU")
             from transformers import BitsAndBytesConfig
 
             kwargs.update(quantization_config=BitsAndBytesConfig(load_in_4bit=True), device_map="auto")
@@ -120,9 +120,9 @@ class LlamaCppTeacher(LLMTeacher):
         try:
             from llama_cpp import Llama
         except ImportError:
-            raise PermanentError("GGUF models need llama-cpp-python: pip install 'clinical-distill[llamacpp]'") from None
+            raise ImportError("GGUF models need llama-cpp-python: pip install 'clinical-distill[llamacpp]'") from None
         if not os.path.isfile(model):
-            raise PermanentError(f"GGUF file not found: {model}")
+            raise FileNotFoundError(f"GGUF file not found: {model}")
         options.setdefault("price", FREE)
         super().__init__(model, **options)
         self.grammar = _flag(grammar)
@@ -179,7 +179,7 @@ def from_spec(name: str, **options: Any) -> LLMTeacher:
     base_url = options.pop("base_url", None)
     if base_url:
         if not is_loopback(base_url):
-            raise PermissionError(
+            raise ValueError(
                 f"local:{name} with base_url {base_url!r} would send notes off this machine; use "
                 "openai:<model> --base-url … --allow-external for a remote OpenAI-compatible server"
             )

@@ -36,7 +36,7 @@ class OpenAITeacher(LLMTeacher):
         key = api_key or os.environ.get("OPENAI_API_KEY")
         if not key:
             if not is_loopback(self.base_url):
-                raise PermanentError("OPENAI_API_KEY is not set (keys are read from the environment only)")
+                raise ValueError("OPENAI_API_KEY is not set (keys are read from the environment only)")
             key = "no-key-needed-for-a-local-server"
         options.setdefault("price", default_price(model, self.base_url))
         super().__init__(model, **options)

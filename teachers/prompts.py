@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from distill.documents import DEFAULT_LABELS, DISEASE, MEDICATION, SYMPTOM, Document, Span
@@ -116,7 +116,8 @@ class ExamplePool:
 
         self.examples: list[Example] = []
         for doc in docs:
-            spans = [s for s in doc.spans(layer) if s.label in labels]
+            # discontinuous mentions have no contiguous string to copy: not shown as examples
+            spans = [s for s in doc.spans(layer) if s.label in labels and not s.fragments]
             for a, b in chunk_text(doc.text, max_chars, overlap=0):
                 inside = [s for s in spans if a <= s.start and s.end <= b]
                 if inside:
