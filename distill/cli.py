@@ -175,6 +175,9 @@ def label(
     allow_external: bool = typer.Option(False, "--allow-external", help="Allow teachers that send note text to an external API."),
     limit: Optional[int] = typer.Option(None, help="Only the first N notes (a quick look before a full run)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    batch: Optional[str] = typer.Option(None, help="OpenAI Batch API (half price): 'submit' uploads the requests and "
+                                        "exits; 'collect' fetches a finished batch into the cache, then labels from it."),
+    batch_id: Optional[str] = typer.Option(None, help="The batch to collect (printed by --batch submit)."),
 ) -> None:
     """Label notes with one teacher into a silver layer (resumable; prints the usage ledger)."""
     import json
@@ -203,6 +206,8 @@ def label(
         fail(str(e))
     except (ValueError, FileNotFoundError, ImportError) as e:
         fail(f"cannot build teacher {teacher!r}: {e}")
+    if batch and not _label_batch(t, docs, batch, batch_id):
+        return
     out.parent.mkdir(parents=True, exist_ok=True)
     result = label_corpus(t, docs, out, total=len(docs), progress=progress)
     console.print(
@@ -212,8 +217,38 @@ def label(
     if result.failed:
         console.print(f"[yellow]failures are listed in {out}.failures.jsonl; rerun the same command to retry them[/]")
     console.print("usage: " + json.dumps(result.usage.to_dict()))
+    if hasattr(t, "summary"):  # LLM teachers: alignment and repair counts (no note text)
+        console.print("teacher stats: " + json.dumps(t.summary()["stats"]))
     if result.failed:
         raise typer.Exit(1)
+
+
+def _label_batch(t, docs, batch: str, batch_id: Optional[str]) -> bool:
+    """``--batch submit`` / ``--batch collect`` for teachers with a Batch API (teachers.openai);
+    True when a finished batch was collected and labelling should go on (from the cache)."""
+    import json
+
+    from teachers.llm import PermanentError
+
+    if batch not in ("submit", "collect") or not hasattr(t, "submit_batch"):
+        fail("--batch submit|collect needs an openai: teacher")
+    try:
+        if batch == "submit":
+            info = t.submit_batch(docs)
+            console.print(f"batch: {json.dumps(info)}")
+            if info["batch_id"]:
+                console.print(f"collect it when done: the same command with --batch collect --batch-id {info['batch_id']}")
+            return False
+        if not batch_id:
+            fail("--batch collect needs --batch-id")
+        info = t.collect_batch(batch_id, docs)
+    except PermanentError as e:
+        fail(str(e))
+    console.print(f"batch: {json.dumps(info)}")
+    if info["status"] != "completed":
+        console.print("[yellow]the batch has not finished; run the same command again later[/]")
+        return False
+    return True
 
 
 # --- aggregate / train / predict (students) ------------------------------------------------
