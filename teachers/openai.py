@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import openai
 
-from distill.documents import Document
+from distill.documents import Document, Span
 from teachers.align import chunk_text
+from teachers.base import Usage
 from teachers.cache import CachedResponse
 from teachers.llm import (
     LLMTeacher, PermanentError, TransientError, build_prompts, default_price, is_loopback, parse_retry_after,
@@ -42,6 +43,14 @@ class OpenAITeacher(LLMTeacher):
         super().__init__(model, **options)
         self.timeout = float(timeout)
         self.client = openai.OpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.timeout)
+        self._collected = Usage()  # batch answers fetched but not yet used by label()
+
+    def label(self, docs: Iterable[Document]) -> Iterator[list[Span]]:
+        # Bill collected batch answers to the labelling run that uses them, so the ledger
+        # written beside its output includes the batch cost.
+        self.usage.add(self._collected)
+        self._collected = Usage()
+        yield from super().label(docs)
 
     def fingerprint_fields(self) -> dict[str, Any]:
         return {"family": self.family, "model": self.model, "base_url": self.base_url, "temperature": 0}
@@ -151,7 +160,8 @@ class OpenAITeacher(LLMTeacher):
                 result["errors"] += 1
                 continue
             resp = _from_completion(response["body"], batch=True)
-            self._account(resp, 0.0)
+            self._collected.add(Usage(requests=1, input_tokens=resp.input_tokens, output_tokens=resp.output_tokens,
+                                      dollars=self.price.dollars(resp.input_tokens, resp.output_tokens, batch=True)))
             self.cache.put(self.fingerprint, prompt.version, prompt.request_text(), resp)
             result["stored"] += 1
         return result

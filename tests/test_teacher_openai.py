@@ -234,3 +234,28 @@ def test_cli_label_end_to_end(server, tmp_path):
     assert "dollars" in result.output and "requests" in result.output
     ledger = json.loads((tmp_path / "silver.jsonl.usage.json").read_text())["usage"]
     assert ledger["requests"] == 2 and ledger["dollars"] > 0
+
+
+def test_cli_batch_submit_then_collect(tmp_path):
+    import re
+
+    from distill.cli import app
+
+    notes = tmp_path / "notes.jsonl"
+    write_jsonl(DOCS, notes)
+    out = tmp_path / "silver.jsonl"
+    with FakeOpenAIServer(TERMS) as srv:
+        base = ["label", "--teacher", "openai:gpt-4o-mini", "--base-url", srv.base_url, "--input", str(notes),
+                "--out", str(out), "--option", f"cache={tmp_path / 'cache.sqlite'}", "--no-progress"]
+        sub = CliRunner().invoke(app, base + ["--batch", "submit"])
+        assert sub.exit_code == 0, sub.output
+        assert not out.exists()
+        batch_id = re.search(r"--batch-id (\S+)", sub.output).group(1)
+        got = CliRunner().invoke(app, base + ["--batch", "collect", "--batch-id", batch_id])
+        assert got.exit_code == 0, got.output
+        assert not any(r["path"] == "/v1/chat/completions" for r in srv.requests)
+    docs = {d.id: d for d in read_jsonl(out)}
+    assert as_tuples(docs["d2"].spans("openai:gpt-4o-mini")) == expected(NOTE2)
+    ledger = json.loads((tmp_path / "silver.jsonl.usage.json").read_text())["usage"]
+    full = cost.dollars("gpt-4o-mini", ledger["input_tokens"], ledger["output_tokens"])
+    assert ledger["requests"] == 2 and ledger["dollars"] == pytest.approx(full / 2) and full > 0
