@@ -255,6 +255,161 @@ def _label_batch(t, docs, batch: str, batch_id: Optional[str]) -> bool:
 
 # --- export / bench / report ---------------------------------------------------------------
 
+
+@app.command()
+def export(
+    model: Path = typer.Option(..., help="A trained student directory (HF weights + tokenizer + labels.json)."),
+    out: Optional[Path] = typer.Option(None, help="Export directory (default: <model>/onnx)."),
+    int8: bool = typer.Option(True, "--int8/--no-int8", help="Also write model.int8.onnx (dynamic int8)."),
+    sample: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                          help="Notes JSONL for the parity check (default: built-in sample notes)."),
+    limit: int = typer.Option(8, help="At most this many sample notes for the parity check."),
+    atol: float = typer.Option(1e-4, help="Largest fp32 logit difference from torch that passes."),
+) -> None:
+    """Export a student to ONNX (fp32 + int8), check parity with torch, copy tokenizer + labels."""
+    from distill.io.jsonl import FormatError, read_jsonl
+    from students.export import ExportError, export_student
+
+    texts = None
+    if sample is not None:
+        try:
+            texts = [d.text for d in read_jsonl(sample)][:limit]
+        except FormatError as e:
+            fail(str(e))
+        if not texts:
+            fail(f"{sample} contains no notes for the parity check")
+    try:
+        rep = export_student(model, out, int8=int8, sample_texts=texts, atol=atol)
+    except ExportError as e:
+        fail(str(e))
+    console.print(f"fp32: {rep.onnx} (max |logit - torch| = {rep.max_abs_diff:.1e} on {rep.parity_windows} windows; "
+                  f"{'fused' if rep.fused else 'unfused'} graph)")
+    if rep.int8:
+        a = rep.int8_agreement or {}
+        console.print(f"int8: {rep.int8} (span agreement with fp32 F1 {a.get('f1')}: {a.get('common')} common of "
+                      f"{a.get('reference_spans')} / {a.get('other_spans')} spans on {a.get('notes')} notes)")
+    console.print(f"export → {rep.out_dir} ({rep.seconds} s)")
+
+
+def _gold_sets(specs: list[str], data_dir: Optional[Path]) -> dict:
+    """``corpus[:split]`` or a path, each loaded once under its spec as the name."""
+    from distill.corpora import parse_split
+
+    sets = {}
+    for spec in specs:
+        name, _, split = spec.rpartition(":") if ":" in spec else (spec, "", "")
+        try:
+            if split:
+                parse_split(split)
+        except ValueError:
+            name, split = spec, ""
+        sets[spec] = load_gold(name, data_dir, split or None)
+        if not sets[spec]:
+            fail(f"gold set {spec} has no documents")
+    return sets
+
+
+@app.command()
+def bench(
+    model: list[Path] = typer.Option([], help="Student directory (repeatable); its torch model and ONNX exports "
+                                               "in <model>/onnx are benchmarked side by side."),
+    teacher: list[str] = typer.Option([], help="Teacher spec (repeatable), e.g. ontology:open."),
+    gold: list[str] = typer.Option([], help="Gold set (repeatable): corpus[:split] (e.g. maccrobat:dev) or a path."),
+    input: Optional[Path] = typer.Option(None, "--input", exists=True, dir_okay=False,
+                                         help="Notes JSONL to time on (default: the first gold set)."),
+    limit: Optional[int] = typer.Option(None, help="Time on at most this many notes."),
+    data_dir: Optional[Path] = DataDir,
+    out: Path = typer.Option(Path("runs/bench"), help="Folder for results.json and the report."),
+    repeats: int = typer.Option(3, help="Round-robin timed passes per system (median reported)."),
+    warmup: int = typer.Option(2, help="Warm-up notes per system (not timed)."),
+    latency_docs: int = typer.Option(10, help="Notes timed one by one for p50/p95 latency."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch and onnxruntime."),
+    batch_size: int = typer.Option(32, help="Windows per forward pass for the students."),
+    cpu_hourly: Optional[str] = typer.Option(None, help="CPU machine: a key of distill.cost.MACHINES or $/hour."),
+    gpu_hourly: Optional[str] = typer.Option(None, help="GPU machine: a key of distill.cost.MACHINES or $/hour."),
+    batch_api: bool = typer.Option(False, help="Bill API teachers at the Batch API price (50%)."),
+    allow_external: bool = typer.Option(False, help="Allow teachers that send notes to external APIs."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Also write report.md / report.html / plots."),
+    reference: Optional[str] = typer.Option(None, help="System the report compares against (default: first teacher)."),
+) -> None:
+    """Benchmark teachers and students on the same notes: F1, notes/s, latency, memory, size, $/1k notes."""
+    import json
+    import shlex
+    import sys
+
+    from distill.bench import BenchConfig, BenchError, run_bench, student_systems, teacher_system
+    from distill.cost import CostError, Prices
+    from distill.documents import Document
+    from distill.io.jsonl import FormatError, read_jsonl
+
+    if not model and not teacher:
+        fail("nothing to benchmark: give --model and/or --teacher")
+    golds = _gold_sets(gold, data_dir)
+    if input is not None:
+        try:
+            docs = [Document(d.id, d.text, d.meta) for d in read_jsonl(input)]
+        except FormatError as e:
+            fail(str(e))
+    elif golds:
+        docs = next(iter(golds.values()))
+    else:
+        fail("no notes to time on: give --input or --gold")
+    if limit:
+        docs = docs[:limit]
+    if not docs:
+        fail(f"{input} contains no notes")
+    try:
+        prices = Prices.from_options(cpu_hourly, gpu_hourly, batch_api)
+        systems = [teacher_system(t, allow_external=allow_external) for t in teacher]
+        for m in model:
+            systems += student_systems(m, threads=threads, batch_size=batch_size)
+        cfg = BenchConfig(warmup_docs=warmup, repeats=repeats, latency_docs=latency_docs, prices=prices, threads=threads)
+        results = run_bench(systems, docs, golds, cfg)
+    except (BenchError, CostError, ValueError) as e:
+        fail(str(e))
+    results["command"] = "distill " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    for r in results["systems"]:
+        f1 = ""
+        if golds:
+            m = r["f1"][next(iter(golds))]["relaxed"]["micro"]
+            f1 = f"  relaxed F1 {m['f1']:.3f}"
+        cost = r["cost"].get("usd_per_1k_notes")
+        console.print(f"{r['name']}: {r['speed']['notes_per_s']:.2f} notes/s{f1}  "
+                      f"${cost:.4g}/1k notes" if cost is not None else f"{r['name']}: {r['speed']['notes_per_s']:.2f} notes/s{f1}")
+    if report:
+        from distill.report import ReportError, write_report
+
+        try:
+            paths = write_report(results, out, reference=reference)
+        except ReportError as e:
+            fail(str(e))
+        console.print(f"report → {paths['html']}")
+    console.print(f"results → {out / 'results.json'}")
+
+
+@app.command()
+def report(
+    results: Path = typer.Option(..., exists=True, help="results.json from `distill bench` (or its folder)."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: beside results.json)."),
+    reference: Optional[str] = typer.Option(None, help="System to compare against (default: first teacher)."),
+    gold: Optional[str] = typer.Option(None, help="Gold set the table and plots use (default: the first)."),
+    title: str = typer.Option("clinical-distill benchmark", help="Report title."),
+) -> None:
+    """Write report.md, a self-contained report.html (plots embedded) and results.json."""
+    from distill.report import ReportError, load_results, write_report
+
+    try:
+        data = load_results(results)
+        dest = out or (results if results.is_dir() else results.parent)
+        paths = write_report(data, dest, reference=reference, gold=gold, title=title)
+    except ReportError as e:
+        fail(str(e))
+    for k in ("md", "html", "json"):
+        console.print(f"{k} → {paths[k]}")
+
+
 # --- run (recipes) -------------------------------------------------------------------------
 
 
