@@ -115,7 +115,7 @@ def load_predictor(path: str | os.PathLike, batch_size: int = 32, **kw: Any) -> 
 
 
 def predict_file(model: str | os.PathLike, input_path: str | os.PathLike, output_path: str | os.PathLike,
-                 layer: str = PRED_LAYER, batch_size: int = 32, progress: bool = True) -> int:
+                 layer: str = PRED_LAYER, batch_size: int = 32, progress: bool = True, **predictor_kw: Any) -> int:
     """Read notes (JSONL), write predictions (JSONL, flat ``entities``); returns the note count.
 
     Input layers are not copied to the output: the file holds exactly what the student predicted.
@@ -124,7 +124,7 @@ def predict_file(model: str | os.PathLike, input_path: str | os.PathLike, output
 
     from distill.io.jsonl import read_jsonl, write_jsonl
 
-    predictor = load_predictor(model, batch_size=batch_size)
+    predictor = load_predictor(model, batch_size=batch_size, **predictor_kw)
     docs = [Document(d.id, d.text, d.meta) for d in read_jsonl(input_path)]
     if not docs:
         raise ValueError(f"{input_path} contains no notes: nothing to predict")

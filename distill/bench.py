@@ -1,0 +1,456 @@
+"""Speed, memory, size, cost and F1 of every system of a run, measured side by side in one process.
+
+A *system* is anything that labels notes: a teacher (``.name``, ``.label(docs)``, ``.usage``) or
+a student predictor (torch, ONNX fp32, ONNX int8; ``.predict_texts``). Each is loaded, warmed up
+on a few notes (excluded from timing), then timed on the same documents.
+
+Fairness on a shared machine: the timed passes run **round-robin** (system A, B, C, A, B, C, ...)
+and the median pass is reported, so a burst of load from other processes hits every system
+alike instead of whichever happened to run then. The load average is recorded with the numbers.
+
+What each number means:
+- notes/s, tokens/s: documents (sub-word tokens of the student tokenizer, or whitespace words
+  when no student is benchmarked) per second of the median throughput pass over all notes.
+- latency p50/p95: wall time of a single-note call (batch of one), per note, on the first
+  ``latency_docs`` notes. API teachers are not latency-timed (their calls would hit the cache).
+- memory: resident-set-size (psutil RSS) growth from loading the system, plus the peak RSS
+  growth during its passes (sampled every few ms by a thread). RSS, not tracemalloc, because
+  onnxruntime and torch allocate outside Python's allocator, where tracemalloc cannot see.
+  In one process, memory the allocator kept from an earlier system can be reused, so treat small
+  differences as noise.
+- size: the model weight files on disk (teachers: their ``size_bytes`` when they report one).
+- cost: see ``distill.cost``; F1: ``distill.metrics.score`` (exact and relaxed, bootstrap CIs).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from distill.cost import CostError, Prices, api_cost_per_1k, machine_cost_per_1k
+from distill.documents import DEFAULT_LABELS, Document, Span
+
+TEACHER = "teacher"
+STUDENT_TORCH = "student-torch"
+STUDENT_ONNX = "student-onnx-fp32"
+STUDENT_INT8 = "student-onnx-int8"
+KINDS = (TEACHER, STUDENT_TORCH, STUDENT_ONNX, STUDENT_INT8)
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+class BenchError(ValueError):
+    """A benchmark that cannot produce honest numbers (no documents, a system failing to load)."""
+
+
+@dataclass
+class System:
+    """One row of the comparison: how to load it and how to bill and describe it.
+
+    ``load()`` returns an object with ``predict_texts(texts)`` or ``label(docs)``. ``billing`` is
+    "machine" (seconds × hourly price) or "api" (ledger tokens × the price of ``model``).
+    ``group`` ties the torch / ONNX variants of one student together for speed-up ratios.
+    """
+
+    name: str
+    kind: str
+    load: Callable[[], Any]
+    size_bytes: int | None = None
+    device: str = "cpu"
+    billing: str = "machine"
+    model: str | None = None
+    group: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise BenchError(f"system {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.billing not in ("machine", "api"):
+            raise BenchError(f"system {self.name!r}: billing must be 'machine' or 'api'")
+
+
+@dataclass
+class BenchConfig:
+    warmup_docs: int = 2
+    repeats: int = 3
+    latency_docs: int = 10
+    bootstrap: int = 1000
+    labels: tuple[str, ...] = DEFAULT_LABELS
+    prices: Prices = field(default_factory=Prices)
+    threads: int | None = None
+    sample_interval_s: float = 0.005
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["prices"] = self.prices.to_dict()
+        return d
+
+
+# --- systems -----------------------------------------------------------------------------------
+
+
+def _files_size(paths: Iterable[Path]) -> int | None:
+    sizes = [p.stat().st_size for p in paths if p.is_file()]
+    return sum(sizes) if sizes else None
+
+
+def student_systems(
+    model_dir: str | os.PathLike,
+    onnx_dir: str | os.PathLike | None = None,
+    name: str | None = None,
+    threads: int | None = None,
+    batch_size: int = 32,
+    variants: Sequence[str] = ("torch", "onnx-fp32", "onnx-int8"),
+) -> list[System]:
+    """The torch student and its ONNX exports (those that exist) as three comparable systems."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise BenchError(f"{model_dir} is not a student model directory (no config.json)")
+    onnx = Path(onnx_dir) if onnx_dir is not None else model_dir / "onnx"
+    label = name or model_dir.name
+    out: list[System] = []
+    if "torch" in variants:
+        def load_torch() -> Any:
+            import torch
+
+            from students.predict import TorchPredictor
+
+            if threads:
+                torch.set_num_threads(threads)
+            return TorchPredictor.from_dir(model_dir, batch_size=batch_size)
+
+        weights = [p for p in model_dir.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.name != "training_args.bin"]
+        out.append(System(f"{label} (torch)", STUDENT_TORCH, load_torch, _files_size(weights), group=label,
+                          meta={"path": str(model_dir)}))
+    for variant, fname, kind, tag in (("onnx-fp32", "model.onnx", STUDENT_ONNX, "ONNX fp32"),
+                                      ("onnx-int8", "model.int8.onnx", STUDENT_INT8, "ONNX int8")):
+        path = onnx / fname
+        if variant not in variants or not path.is_file():
+            continue
+
+        def load_onnx(path: Path = path) -> Any:
+            from students.runtime import OnnxPredictor
+
+            return OnnxPredictor(path, threads=threads, batch_size=batch_size)
+
+        out.append(System(f"{label} ({tag})", kind, load_onnx, path.stat().st_size, group=label,
+                          meta={"path": str(path)}))
+    return out
+
+
+def teacher_system(teacher: Any, *, name: str | None = None, allow_external: bool = False,
+                   size_bytes: int | None = None, **options: Any) -> System:
+    """A teacher object or a ``family:name`` spec; API families are billed from their ledger."""
+    from teachers.registry import is_external, make_teacher, parse_spec
+
+    spec = teacher if isinstance(teacher, str) else teacher.name
+    external = False
+    try:
+        external = is_external(spec, options)
+    except ValueError:
+        pass  # a teacher outside the registry: billed by machine time
+    if isinstance(teacher, str):
+        def load() -> Any:
+            return make_teacher(spec, allow_external=allow_external, **options)
+    else:
+        def load() -> Any:
+            return teacher
+    model = parse_spec(spec)[1] if external else None
+    size = size_bytes if size_bytes is not None else getattr(teacher, "size_bytes", None)
+    return System(name or spec, TEACHER, load, size, billing="api" if external else "machine", model=model,
+                  group=spec, meta={"spec": spec})
+
+
+# --- measurement -------------------------------------------------------------------------------
+
+
+class PeakRSS:
+    """Context manager sampling this process's RSS in a thread; ``peak`` in bytes."""
+
+    def __init__(self, interval: float = 0.005):
+        import psutil
+
+        self._proc = psutil.Process()
+        self.interval = interval
+        self.start = self.peak = self._proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakRSS":
+        self.start = self.peak = self._proc.memory_info().rss
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    @property
+    def growth(self) -> int:
+        return max(0, self.peak - self.start)
+
+
+def _runner(obj: Any) -> Callable[[Sequence[Document]], list[list[Span]]]:
+    """One call shape for predictors (``predict_texts``) and teachers (``label``)."""
+    if hasattr(obj, "predict_texts"):
+        return lambda docs: list(obj.predict_texts([d.text for d in docs]))
+    if hasattr(obj, "label"):
+        return lambda docs: list(obj.label(docs))
+    raise BenchError(f"{type(obj).__name__} has neither predict_texts() nor label()")
+
+
+def _usage(obj: Any) -> dict[str, Any] | None:
+    u = getattr(obj, "usage", None)
+    if u is None:
+        return None
+    return dict(u.to_dict() if hasattr(u, "to_dict") else vars(u))
+
+
+def _usage_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any] | None:
+    if before is None or after is None:
+        return None
+    return {k: after[k] - before.get(k, 0) for k in after if isinstance(after[k], (int, float))}
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on (CPU model, cores, memory, GPU, load, versions)."""
+    import psutil
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "logical_cores": os.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+    }
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+        info["onnxruntime_providers"] = onnxruntime.get_available_providers()
+    except ImportError:
+        pass
+    if "torch" in sys.modules:
+        info["torch"] = sys.modules["torch"].__version__
+    try:
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        info["gpu"] = [g.strip() for g in smi.stdout.splitlines() if g.strip()] if smi.returncode == 0 else []
+    except (OSError, subprocess.SubprocessError):
+        info["gpu"] = []
+    return info
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = (len(s) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def _count_tokens(docs: Sequence[Document], systems: Sequence[System]) -> tuple[int, str]:
+    for s in systems:
+        if s.kind.startswith("student"):
+            from students import tagging
+
+            path = Path(s.meta["path"])
+            tok = tagging.load_tokenizer(path if path.is_dir() else path.parent)
+            n = sum(len(e.ids) for e in tok.encode_batch([d.text for d in docs], add_special_tokens=False))
+            return n, f"sub-word tokens ({s.group} tokenizer)"
+    return sum(len(d.text.split()) for d in docs), "whitespace words"
+
+
+def _f1_block(report: Any) -> dict[str, Any]:
+    d = report.to_dict()
+    return {"micro": d["micro"], "macro_f1": d["macro_f1"], "labels": d["labels"], "documents": d["documents"],
+            "problems": d["problems"]}
+
+
+def run_bench(
+    systems: Sequence[System],
+    docs: Sequence[Document],
+    gold_sets: Mapping[str, Sequence[Document]] | None = None,
+    config: BenchConfig | None = None,
+) -> dict[str, Any]:
+    """Measure every system on ``docs`` and score it on each gold set; returns results.json's dict."""
+    from tqdm.auto import tqdm
+
+    from distill.metrics import score
+
+    cfg = config or BenchConfig()
+    docs = [Document(d.id, d.text, dict(d.meta)) for d in docs]  # systems never see gold layers
+    if not docs:
+        raise BenchError("no documents to benchmark on")
+    if not systems:
+        raise BenchError("no systems to benchmark")
+    names = [s.name for s in systems]
+    if len(set(names)) != len(names):
+        raise BenchError(f"system names must be unique: {names}")
+    started = dt.datetime.now(dt.timezone.utc)
+    info_before = machine_info()
+    n_tokens, token_unit = _count_tokens(docs, systems)
+    n_chars = sum(len(d.text) for d in docs)
+
+    # 1. load each system (time and memory it adds), then warm up (excluded from timing)
+    loaded: dict[str, Any] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    for s in systems:
+        gc.collect()
+        with PeakRSS(cfg.sample_interval_s) as mem:
+            t0 = time.perf_counter()
+            try:
+                obj = s.load()
+            except Exception as e:  # noqa: BLE001 - name the failing system, keep the cause
+                raise BenchError(f"system {s.name!r} failed to load: {e}") from e
+            load_s = time.perf_counter() - t0
+        loaded[s.name] = obj
+        device = getattr(obj, "device", s.device)
+        rows[s.name] = {
+            "name": s.name, "kind": s.kind, "group": s.group, "device": device if isinstance(device, str) else s.device,
+            "billing": s.billing, "model": s.model, "size_bytes": s.size_bytes, "meta": s.meta,
+            "load_seconds": round(load_s, 3), "load_rss_mb": round(mem.growth / 2**20, 1),
+        }
+        run = _runner(obj)
+        if cfg.warmup_docs and s.billing != "api":
+            run(docs[: cfg.warmup_docs])
+
+    # 2. throughput: round-robin timed passes over all notes
+    times: dict[str, list[float]] = {s.name: [] for s in systems}
+    peaks: dict[str, int] = {s.name: 0 for s in systems}
+    preds: dict[str, list[list[Span]]] = {}
+    usage: dict[str, dict[str, Any] | None] = {}
+    total = sum(1 if s.billing == "api" else max(1, cfg.repeats) for s in systems)
+    bar = tqdm(total=total, desc="bench", unit="pass", disable=not cfg.progress)
+    for r in range(max(1, cfg.repeats)):
+        for s in systems:
+            if s.billing == "api" and r > 0:
+                continue  # a second API pass would be served by the cache (and cost money if not)
+            obj = loaded[s.name]
+            before = _usage(obj)
+            with PeakRSS(cfg.sample_interval_s) as mem:
+                t0 = time.perf_counter()
+                out = _runner(obj)(docs)
+                times[s.name].append(time.perf_counter() - t0)
+            if len(out) != len(docs):
+                raise BenchError(f"system {s.name!r} returned {len(out)} results for {len(docs)} notes")
+            peaks[s.name] = max(peaks[s.name], mem.growth)
+            if r == 0:
+                preds[s.name] = out
+                usage[s.name] = _usage_delta(before, _usage(obj))
+            bar.update()
+    bar.close()
+
+    # 3. latency: single-note calls, interleaved note by note
+    lat: dict[str, list[float]] = {s.name: [] for s in systems if s.billing != "api"}
+    for d in docs[: cfg.latency_docs]:
+        for s in systems:
+            if s.name in lat:
+                run = _runner(loaded[s.name])
+                t0 = time.perf_counter()
+                run([d])
+                lat[s.name].append(time.perf_counter() - t0)
+
+    # 4. F1 on each gold set (reusing the timed predictions when the gold set is the timed docs)
+    gold_sets = dict(gold_sets or {})
+    doc_ids = [d.id for d in docs]
+    for s in systems:
+        row = rows[s.name]
+        med = statistics.median(times[s.name])
+        row["speed"] = {
+            "notes": len(docs), "seconds": round(med, 4), "seconds_all": [round(t, 4) for t in times[s.name]],
+            "notes_per_s": len(docs) / med if med > 0 else float("inf"),
+            "tokens_per_s": n_tokens / med if med > 0 else float("inf"),
+            "chars_per_s": n_chars / med if med > 0 else float("inf"),
+            "latency_ms": ({"p50": 1000 * _percentile(lat[s.name], 0.5), "p95": 1000 * _percentile(lat[s.name], 0.95),
+                            "n": len(lat[s.name])} if lat.get(s.name) else None),
+        }
+        row["memory"] = {"rss_mb": round((row["load_rss_mb"] * 2**20 + peaks[s.name]) / 2**20, 1),
+                         "load_rss_mb": row["load_rss_mb"], "peak_run_rss_growth_mb": round(peaks[s.name] / 2**20, 1),
+                         "method": "psutil RSS (load growth + peak growth while running)"}
+        failures = sum(1 for spans in preds[s.name] if hasattr(spans, "reason"))  # teachers.base.LabelFailure
+        row["failures"] = failures
+        row["usage"] = usage[s.name]
+        row["cost"] = _cost(s, row, usage[s.name], cfg.prices)
+        row["f1"] = {}
+        for gname, gdocs in gold_sets.items():
+            gdocs = list(gdocs)
+            if [d.id for d in gdocs] == doc_ids:
+                spans = preds[s.name]
+            else:
+                plain = [Document(d.id, d.text, dict(d.meta)) for d in gdocs]
+                spans = _runner(loaded[s.name])(plain)
+            pred_docs = [Document(g.id, g.text, {}, {"pred": list(sp)}) for g, sp in zip(gdocs, spans)]
+            row["f1"][gname] = {m: _f1_block(score(gdocs, pred_docs, pred_layer="pred", labels=cfg.labels, match=m,
+                                                   bootstrap=cfg.bootstrap)) for m in ("exact", "relaxed")}
+    loaded.clear()
+    gc.collect()
+
+    results = {
+        "format": 1,
+        "created": started.isoformat(timespec="seconds"),
+        "seconds": round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 1),
+        "machine": info_before,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "config": cfg.to_dict(),
+        "documents": {"n": len(docs), "chars": n_chars, "tokens": n_tokens, "token_unit": token_unit,
+                      "gold_sets": {k: len(v) for k, v in gold_sets.items()}},
+        "systems": [rows[s.name] for s in systems],
+    }
+    results["speedups"] = student_speedups(results)
+    return results
+
+
+def _cost(s: System, row: dict[str, Any], usage: dict[str, Any] | None, prices: Prices) -> dict[str, Any]:
+    notes = row["speed"]["notes"]
+    try:
+        if s.billing == "api":
+            if not usage:
+                raise CostError("an API teacher without a usage ledger")
+            out = api_cost_per_1k(s.model or s.name, int(usage.get("input_tokens", 0)),
+                                  int(usage.get("output_tokens", 0)), notes, batch=prices.batch_api)
+            out["served_from_cache"] = bool(usage.get("requests", 0) == 0 and usage.get("cached_requests", 0))
+            return out
+        return machine_cost_per_1k(row["speed"]["seconds"], notes, prices.for_device(row["device"]))
+    except CostError as e:
+        return {"usd_per_1k_notes": None, "error": str(e)}
+
+
+def student_speedups(results: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """notes/s of each ONNX variant over the torch student of the same group."""
+    rows = results["systems"]
+    out: dict[str, dict[str, float]] = {}
+    for r in rows:
+        if r["kind"] != STUDENT_TORCH:
+            continue
+        base = r["speed"]["notes_per_s"]
+        for o in rows:
+            if o["group"] == r["group"] and o["kind"] in (STUDENT_ONNX, STUDENT_INT8) and base:
+                out.setdefault(r["group"], {})[o["kind"]] = round(o["speed"]["notes_per_s"] / base, 3)
+    return out
