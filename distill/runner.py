@@ -236,27 +236,51 @@ class Run:
         return self._train(self.gold_path("human_train"), GOLD, self.human_dir, False)
 
     def step_export(self) -> tuple[list[Path], dict[str, Any]]:
-        from students.export import export_model
+        from students.export import export_student
 
         outputs, summary = [], {}
         for model in self._model_dirs():
             target = model.parent / "onnx"
-            res = export_model(model, target, int8=self.recipe.export.int8)
+            rep = export_student(model, target, int8=self.recipe.export.int8)
             outputs.append(target)
-            summary[model.parent.name] = getattr(res, "summary", lambda: {})() if hasattr(res, "summary") else {}
+            summary[model.parent.name] = rep.to_dict()
         return outputs, summary
 
     def step_bench(self) -> tuple[list[Path], dict[str, Any]]:
-        from distill.bench import bench_recipe
+        from distill.bench import BenchConfig, run_bench, student_systems, teacher_system
 
-        results = bench_recipe(self)
-        return [self.dir("bench") / "results.json"], {"systems": len(results.get("systems", []))}
+        r = self.recipe
+        systems = [teacher_system(t.spec, allow_external=r.allow_external_api, **r.teacher_options(t)) for t in r.teachers]
+        variants = ("torch", "onnx-fp32", "onnx-int8") if r.bench.torch else ("onnx-fp32", "onnx-int8")
+        names = {self.student_dir: "student (distilled)", self.human_dir: "student (human labels)"}
+        for model in self._model_dirs():
+            systems += student_systems(model, model.parent / "onnx", name=names[model], variants=variants)
+        gold_sets = {}
+        for key, src in zip(self.test_keys, r.data.test):
+            gold_sets[f"{src.corpus}:{src.split or 'all'}"] = list(read_jsonl(self.gold_path(key)))
+        first = next(iter(gold_sets.values()))
+        docs = [Document(d.id, d.text, d.meta) for d in first][: r.bench.max_docs]
+        cfg = BenchConfig(labels=tuple(r.labels), progress=self.progress, **r.bench.options)
+        results = run_bench(systems, docs, gold_sets, cfg)
+        results["recipe"] = {"name": r.name, "teachers": [t.spec for t in r.teachers], "aggregate": r.aggregate.method,
+                             "targets": r.student.targets, "base_model": r.student.base_model,
+                             "labelling": self._labelling_usage()}
+        path = self.dir("bench") / "results.json"
+        path.write_text(json.dumps(results, indent=2, default=str))
+        return [path], {"systems": [row.get("name") for row in results.get("systems", [])]}
+
+    def _labelling_usage(self) -> dict[str, Any]:
+        """What each teacher cost to label the training notes (from the label step's ledgers)."""
+        from teachers.base import read_usage
+
+        return {t.spec: read_usage(self.teacher_out(t.spec)).to_dict() for t in self.recipe.teachers}
 
     def step_report(self) -> tuple[list[Path], dict[str, Any]]:
         from distill.report import write_report
 
-        paths = write_report(self.dir("bench") / "results.json", self.dir("report"), title=self.recipe.report.title or self.recipe.name)
-        return list(paths), {"files": [str(p) for p in paths]}
+        paths = write_report(self.dir("bench") / "results.json", self.dir("report"), reference=self.recipe.bench.reference,
+                             title=self.recipe.report.title or self.recipe.name)
+        return list(paths.values()), {"files": {k: str(v) for k, v in paths.items()}}
 
     # -- summary -------------------------------------------------------------------------------
     def print_summary(self) -> None:
