@@ -3,8 +3,8 @@
 A lexicon is built from named *sources* (each a generator of raw ``Term`` records from one
 release file), then filtered (stop words, short and over-long terms, chemical names, drug-list
 acronyms; upper-case acronyms kept case-sensitive) and conflicts between labels are resolved by
-source priority. Plurals and British spellings need no variant keys: the matcher's tokeniser
-folds them. The result is compiled into a matcher automaton once and cached on disk, keyed by
+source priority. Plurals and British spellings need no variant keys: the matcher's fold
+handles them. The result is compiled into a matcher automaton once and cached on disk, keyed by
 the sha256 of every source file, of the compile code and ``LEXICON_VERSION``, so a teacher loads
 in under two seconds after the first build.
 """
@@ -27,7 +27,7 @@ from ontologies.rxnorm import is_rrf, read_druglist, read_rxnconso
 from ontologies.snomed import Rf2Snapshot
 
 # Bump whenever filtering, variants or tokenisation change: it invalidates every cached lexicon.
-LEXICON_VERSION = "2"
+LEXICON_VERSION = "3"
 
 DATA = Path(__file__).resolve().parent / "data"
 VENDORED = {
@@ -262,9 +262,11 @@ def compile_entries(terms: Iterable[Term], stop: frozenset[str]) -> dict[str, En
         key, case = kept
         label = relabel(term, key)
         prio = SOURCE_PRIORITY.get(term.source, 5)
-        old = best.get(key)
-        if old is None or prio < old[0]:
-            best[key] = (prio, Entry(label, term.concept, term.source, case))
+        # "Crohn's disease" is also written "Crohn disease": one extra key for a possessive
+        for k in (key, key.replace("'s", "")) if "'s" in key else (key,):
+            old = best.get(k)
+            if old is None or prio < old[0]:
+                best[k] = (prio, Entry(label, term.concept, term.source, case))
     return {k: e for k, (_, e) in best.items()}
 
 

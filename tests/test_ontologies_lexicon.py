@@ -45,6 +45,8 @@ def test_conflicts_resolved_by_source_priority_and_sign_words():
     assert entries["hypokalemia"].label == SYMPTOM  # a measured abnormality is a sign
     assert entries["leukemia"].label == DISEASE
     assert entries["creatinine"].label == "IGNORE"
+    both = compile_entries([Term("Crohn's disease", DISEASE, "DOID:8778", "doid")], STOP)
+    assert set(both) == {"crohn's disease", "crohn disease"}
 
 
 def test_config_errors():
