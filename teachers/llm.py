@@ -12,7 +12,9 @@ is worth retrying (429, 5xx, timeouts; with the server's Retry-After) and
 - the answer is parsed leniently; malformed answers are re-asked, truncated ones salvaged
   (complete items kept) after re-asking with a larger output cap; a document whose chunk
   finally fails yields a :class:`~teachers.base.LabelFailure` naming the reason;
-- documents run on a bounded thread pool, results stream back in input order;
+- documents run on a bounded thread pool, results stream back in input order (threads rather
+  than asyncio: the SDK clients are synchronous and thread-safe, and ``label`` then needs no
+  event loop of its own, which would clash with notebooks and Ray workers);
 - the ledger (:class:`~teachers.base.Usage`) counts requests, tokens, seconds and dollars
   from :mod:`teachers.cost`; ``stats`` counts alignment and repair outcomes.
 

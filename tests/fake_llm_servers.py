@@ -7,7 +7,7 @@ fixed term list: every term found inside the request's ``<note>…</note>`` is r
 label. Faults are scripted: ``script`` is consumed one entry per request, ``rules`` map a
 substring of the note to a fault on every request. Faults: ``429`` (with Retry-After),
 ``500``, ``malformed`` (prose instead of JSON), ``truncated`` (JSON cut off, finish reason
-length). Token counts are whitespace words, so a test can recompute the ledger exactly.
+length), ``hang`` (OpenAI only: no answer for ``hang_seconds``, then the connection closes). Token counts are whitespace words, so a test can recompute the ledger exactly.
 """
 from __future__ import annotations
 
@@ -31,6 +31,9 @@ class FakeLLMServer:
         self.rules: dict[str, str] = {}
         self.retry_after = retry_after
         self.requests: list[dict[str, Any]] = []
+        self.delay = 0.0  # seconds every answer takes (to observe concurrency)
+        self.hang_seconds = 3.0  # how long the ``hang`` fault stalls (to trigger client timeouts)
+        self.in_flight = self.max_in_flight = 0
         self._lock = threading.Lock()
         outer = self
 
@@ -83,10 +86,19 @@ class FakeLLMServer:
             self.requests.append({"path": path, "body": payload})
 
     def _dispatch(self, h: BaseHTTPRequestHandler, method: str, body: bytes) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
+            time.sleep(self.delay)
             status, payload, headers = self.route(method, h.path, body, dict(h.headers))
         except Exception as e:  # a bug in the fake must show up as a clear 500 in the test
             status, payload, headers = 500, {"error": {"message": f"fake server bug: {e!r}"}}, {}
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+        if status == 0:  # the "hang" fault: the client has given up; answer nothing
+            return
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         h.send_response(status)
         h.send_header("Content-Type", "application/json" if not isinstance(payload, bytes) else "application/octet-stream")
@@ -147,6 +159,9 @@ class FakeOpenAIServer(FakeLLMServer):
         m = NOTE.search(user)
         note = m.group(1) if m else user
         fault = self.fault_for(note)
+        if fault == "hang":
+            time.sleep(self.hang_seconds)
+            return 0, b"", {}
         if fault == "429":
             return 429, {"error": {"message": "Rate limit reached for requests", "type": "requests",
                                    "code": "rate_limit_exceeded"}}, {"Retry-After": self.retry_after}

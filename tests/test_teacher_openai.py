@@ -259,3 +259,22 @@ def test_cli_batch_submit_then_collect(tmp_path):
     ledger = json.loads((tmp_path / "silver.jsonl.usage.json").read_text())["usage"]
     full = cost.dollars("gpt-4o-mini", ledger["input_tokens"], ledger["output_tokens"])
     assert ledger["requests"] == 2 and ledger["dollars"] == pytest.approx(full / 2) and full > 0
+
+
+def test_concurrency_is_bounded(server, teacher_for):
+    server.delay = 0.2
+    docs = [Document(f"n{i}", f"Note {i}: fever treated with aspirin.") for i in range(8)]
+    t = teacher_for(server, concurrency=3, cache=False)
+    results = list(t.label(docs))
+    assert [r[0].text for r in results] == ["fever"] * 8  # in input order
+    assert 2 <= server.max_in_flight <= 3
+
+
+def test_timeouts_are_retried_then_reported(server, teacher_for):
+    server.rules = {"SLOW": "hang"}
+    server.hang_seconds = 1.5
+    t = teacher_for(server, timeout=0.3, max_attempts=2, cache=False)
+    results = list(t.label([Document("slow", "SLOW note with fever."), DOCS[1]]))
+    assert isinstance(results[0], LabelFailure) and "Timeout" in results[0].reason
+    assert "gave up after 2 attempts" in results[0].reason
+    assert as_tuples(results[1]) == expected(NOTE2)
