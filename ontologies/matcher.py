@@ -56,8 +56,10 @@ def fold(text: str) -> str:
 
 
 def normalize(term: str) -> str:
-    """The matching key of a term: its folded words joined by single spaces."""
-    return " ".join(fold(term).split())
+    """The matching key of a term: the fold of its single-spaced text, so a key is exactly what
+    the fold makes of the same words in a note (padding of folded inner words included:
+    "diabetes mellitus" → "diabete  mellitus")."""
+    return fold(" ".join(term.split())).strip()
 
 
 class Match(NamedTuple):
@@ -161,25 +163,24 @@ class Matcher:
             taken[s:e] = b"\x01" * (e - s)
             if entry.label == IGNORE:
                 continue
-            words = folded[s + 1 : e + 1].split()
-            if self.modifiers and len(words) > 1:
-                s, words, entry = self._trim(folded, s, words, entry)
-            out.append(Match(s, e, entry.label, entry.concept, entry.source, " ".join(words)))
+            if self.modifiers and " " in folded[s + 1 : e + 1].strip():
+                s, entry = self._trim(folded, s, e, entry)
+            out.append(Match(s, e, entry.label, entry.concept, entry.source, folded[s + 1 : e + 1].strip()))
         out.sort()
         return out
 
-    def _trim(self, folded: str, s: int, words: list[str], entry: Entry) -> tuple[int, list[str], Entry]:
+    def _trim(self, folded: str, s: int, e: int, entry: Entry) -> tuple[int, Entry]:
         """Head-word style: drop leading severity/course/location modifiers ("severe abdominal
         pain" → "pain") while the rest is still a term with the same label."""
-        while len(words) > 1:
-            kind = self.modifiers.get(words[0])
-            if kind is None or (kind == "location" and entry.label != "SYMPTOM"):
-                break
-            sub = self.lookup(" ".join(words[1:]))
+        while True:
+            first, sep, rest = folded[s + 1 : e + 1].strip().partition(" ")
+            kind = self.modifiers.get(first)
+            if not sep or kind is None or (kind == "location" and entry.label != "SYMPTOM"):
+                return s, entry
+            sub = self.lookup(rest.strip())
             if sub is None or sub.label != entry.label or sub.case is not None:
-                break
-            s += len(words[0])
+                return s, entry
+            s += len(first)
             while folded[s + 1] == " ":
                 s += 1
-            words, entry = words[1:], sub
-        return s, words, entry
+            entry = sub
