@@ -146,16 +146,15 @@ class LlamaCppTeacher(LLMTeacher):
 
                 kwargs["grammar"] = LlamaGrammar.from_string(compact_grammar(prompt.labels), verbose=False)
         guard = RepetitionGuard(_note_of(prompt))
-        text, n_out, finish = "", 0, "stop"
-        self.llm.reset()
+        text, finish = "", "stop"
         t0 = time.perf_counter()
+        # no reset between requests: llama.cpp reuses the KV cache of the shared prompt prefix
         stream = self.llm.create_chat_completion(**kwargs)
         try:
             for chunk in stream:
                 choice = chunk["choices"][0]
                 piece = choice.get("delta", {}).get("content")
                 if piece:
-                    n_out += 1
                     text += piece
                     if guard.feed(piece):
                         finish = guard.reason or "repetition"
@@ -164,9 +163,9 @@ class LlamaCppTeacher(LLMTeacher):
                     finish = choice["finish_reason"]
         finally:
             stream.close()
-        # tokens in context = prompt + generated (the last sampled token is never evaluated)
-        n_in = max(0, self.llm.n_tokens - n_out + 1)
         self._count("generate_ms", int(1000 * (time.perf_counter() - t0)))
+        n_out = len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
+        n_in = max(0, self.llm.n_tokens - n_out)  # tokens in context = prompt + generated
         return CachedResponse(text, n_in, n_out, finish)
 
 

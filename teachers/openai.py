@@ -159,7 +159,11 @@ class OpenAITeacher(LLMTeacher):
             if prompt is None or response.get("status_code") != 200:
                 result["errors"] += 1
                 continue
-            resp = _from_completion(response["body"], batch=True)
+            try:
+                resp = _from_completion(response["body"], batch=True)
+            except PermanentError:  # a refusal: left uncached, reported by the labelling run
+                result["errors"] += 1
+                continue
             self._collected.add(Usage(requests=1, input_tokens=resp.input_tokens, output_tokens=resp.output_tokens,
                                       dollars=self.price.dollars(resp.input_tokens, resp.output_tokens, batch=True)))
             self.cache.put(self.fingerprint, prompt.version, prompt.request_text(), resp)
