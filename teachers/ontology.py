@@ -11,6 +11,7 @@ import time
 from typing import Any, Iterable, Iterator
 
 from distill.documents import Document, Span
+from ontologies.abbreviations import expand
 from ontologies.lexicon import load_matcher, sources_for
 from ontologies.matcher import Matcher
 from teachers.base import Usage
@@ -39,10 +40,11 @@ class OntologyTeacher:
         return self
 
     def label_text(self, text: str) -> list[Span]:
+        """Lexicon matches plus the abbreviations the note defines for them."""
         return [
             Span(m.start, m.end, m.label, text[m.start : m.end], self.name, concept=m.concept,
                  attributes={"lexicon": m.source})
-            for m in self.matcher.find(text)
+            for m in expand(text, self.matcher.find(text))
         ]
 
     def label(self, docs: Iterable[Document]) -> Iterator[list[Span]]:

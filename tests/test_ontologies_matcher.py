@@ -97,3 +97,16 @@ def test_save_and_load_roundtrip(tmp_path):
     text = "ms chest pain MS"
     assert again.find(text) == mm.find(text) and len(again) == 2
     assert again.lookup("chest pain").label == "SYMPTOM" and again.lookup("nope") is None
+
+
+def test_abbreviations_defined_in_the_note_are_propagated():
+    from ontologies.abbreviations import expand
+
+    mm = m(("squamous cell carcinoma", "DISEASE"), ("tumors", "SYMPTOM"))
+    text = ("A squamous cell carcinoma (SCC) was excised. The SCC recurred; scc is lower case. "
+            "Response Evaluation Criteria In Solid Tumors (RECIST) showed RECIST progression.")
+    got = [(text[x.start:x.end], x.label, x.concept) for x in expand(text, mm.find(text))]
+    assert got[:3] == [("squamous cell carcinoma", "DISEASE", "C:squamous cell carcinoma"),
+                       ("SCC", "DISEASE", "C:squamous cell carcinoma"), ("SCC", "DISEASE", "C:squamous cell carcinoma")]
+    assert ("RECIST", "SYMPTOM", "C:tumors") not in got  # letters too far before the matched term
+    assert [g[0] for g in got].count("SCC") == 2
