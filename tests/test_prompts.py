@@ -143,3 +143,13 @@ def test_repetition_guard_stops_loops_and_recitation():
     g = RepetitionGuard("fever and cough")
     g.feed("SYMPTOM: fever\nSYMPTOM: cough\n")
     assert not g.should_stop()
+
+
+def test_hints_option_uses_the_real_ontology_teacher():
+    from teachers.llm import build_prompts
+
+    opts = build_prompts({"hints": "ontology:open", "fmt": "compact", "k": "2"})
+    pb = opts["prompts"]
+    assert pb.hint_teacher.name == "ontology:open" and "+hints" in pb.version and "k" not in opts
+    user = pb.build("Patient with asthma was given salbutamol.").messages[-1]["content"]
+    assert "asthma (DISEASE)" in user and "salbutamol (MEDICATION)" in user
