@@ -163,11 +163,29 @@ class Matcher:
             taken[s:e] = b"\x01" * (e - s)
             if entry.label == IGNORE:
                 continue
-            if self.modifiers and " " in folded[s + 1 : e + 1].strip():
-                s, entry = self._trim(folded, s, e, entry)
-            out.append(Match(s, e, entry.label, entry.concept, entry.source, folded[s + 1 : e + 1].strip()))
+            for s, e, entry in self._split_coordination(folded, s, e, entry):
+                if self.modifiers and " " in folded[s + 1 : e + 1].strip():
+                    s, entry = self._trim(folded, s, e, entry)
+                out.append(Match(s, e, entry.label, entry.concept, entry.source, folded[s + 1 : e + 1].strip()))
         out.sort()
         return out
+
+    def _split_coordination(self, folded: str, s: int, e: int, entry: Entry) -> list[tuple[int, int, Entry]]:
+        """"nausea and vomiting" → "nausea", "vomiting" when both halves are terms of the same
+        label: annotation guidelines tag each finding, and each half has its own concept."""
+        span = folded[s + 1 : e + 1]
+        for conj in (" and ", " or "):
+            i = span.find(conj)
+            if i <= 0:
+                continue
+            left, right = span[:i].strip(), span[i + len(conj) :].strip()
+            a, b = self.lookup(left), self.lookup(right)
+            if a and b and a.label == b.label == entry.label and a.case is None and b.case is None:
+                rs = s + i + len(conj)
+                while folded[rs + 1] == " ":
+                    rs += 1
+                return [(s, s + len(span[:i].rstrip()), a), (rs, e, b)]
+        return [(s, e, entry)]
 
     def _trim(self, folded: str, s: int, e: int, entry: Entry) -> tuple[int, Entry]:
         """Head-word style: drop leading severity/course/location modifiers ("severe abdominal

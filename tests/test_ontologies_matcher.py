@@ -110,3 +110,10 @@ def test_abbreviations_defined_in_the_note_are_propagated():
                        ("SCC", "DISEASE", "C:squamous cell carcinoma"), ("SCC", "DISEASE", "C:squamous cell carcinoma")]
     assert ("RECIST", "SYMPTOM", "C:tumors") not in got  # letters too far before the matched term
     assert [g[0] for g in got].count("SCC") == 2
+
+
+def test_coordinated_terms_are_split_when_both_halves_are_terms():
+    mm = m(("nausea and vomiting", "SYMPTOM"), ("nausea", "SYMPTOM"), ("vomiting", "SYMPTOM"),
+           ("hand foot and mouth disease", "DISEASE"), ("mouth disease", "DISEASE"))
+    text = "Nausea and vomiting; hand, foot and mouth disease."
+    assert spans(mm, text) == [("Nausea", "SYMPTOM"), ("vomiting", "SYMPTOM"), ("hand, foot and mouth disease", "DISEASE")]
