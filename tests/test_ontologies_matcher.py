@@ -114,6 +114,6 @@ def test_abbreviations_defined_in_the_note_are_propagated():
 
 def test_coordinated_terms_are_split_when_both_halves_are_terms():
     mm = m(("nausea and vomiting", "SYMPTOM"), ("nausea", "SYMPTOM"), ("vomiting", "SYMPTOM"),
-           ("hand foot and mouth disease", "DISEASE"), ("mouth disease", "DISEASE"))
+           ("hand, foot and mouth disease", "DISEASE"), ("mouth disease", "DISEASE"))
     text = "Nausea and vomiting; hand, foot and mouth disease."
     assert spans(mm, text) == [("Nausea", "SYMPTOM"), ("vomiting", "SYMPTOM"), ("hand, foot and mouth disease", "DISEASE")]
