@@ -56,7 +56,9 @@ class System:
     """One row of the comparison: how to load it and how to bill and describe it.
 
     ``load()`` returns an object with ``predict_texts(texts)`` or ``label(docs)``. ``billing`` is
-    "machine" (seconds × hourly price) or "api" (ledger tokens × the price of ``model``).
+    "machine" (seconds × hourly price), "api" (ledger tokens × the price of ``model``), or "auto":
+    decided once loaded — a teacher carrying a non-zero ``price`` (the LLM teachers' dated
+    ``teachers.cost.Price``) is billed from its ledger, anything else by machine time.
     ``group`` ties the torch / ONNX variants of one student together for speed-up ratios.
     """
 
@@ -73,8 +75,8 @@ class System:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise BenchError(f"system {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
-        if self.billing not in ("machine", "api"):
-            raise BenchError(f"system {self.name!r}: billing must be 'machine' or 'api'")
+        if self.billing not in ("machine", "api", "auto"):
+            raise BenchError(f"system {self.name!r}: billing must be 'machine', 'api' or 'auto'")
 
 
 @dataclass
@@ -149,25 +151,28 @@ def student_systems(
 
 def teacher_system(teacher: Any, *, name: str | None = None, allow_external: bool = False,
                    size_bytes: int | None = None, **options: Any) -> System:
-    """A teacher object or a ``family:name`` spec; API families are billed from their ledger."""
-    from teachers.registry import is_external, make_teacher, parse_spec
-
+    """A teacher object or a ``family:name`` spec (built by ``teachers.registry`` when loaded);
+    billed from its ledger when it carries an API price, else by machine time."""
     spec = teacher if isinstance(teacher, str) else teacher.name
-    external = False
-    try:
-        external = is_external(spec, options)
-    except ValueError:
-        pass  # a teacher outside the registry: billed by machine time
     if isinstance(teacher, str):
         def load() -> Any:
+            from teachers.registry import make_teacher
+
             return make_teacher(spec, allow_external=allow_external, **options)
     else:
         def load() -> Any:
             return teacher
-    model = parse_spec(spec)[1] if external else None
     size = size_bytes if size_bytes is not None else getattr(teacher, "size_bytes", None)
-    return System(name or spec, TEACHER, load, size, billing="api" if external else "machine", model=model,
-                  group=spec, meta={"spec": spec})
+    return System(name or spec, TEACHER, load, size, billing="auto", group=spec, meta={"spec": spec})
+
+
+def _resolve_billing(s: System, obj: Any) -> tuple[str, Any]:
+    """("api", price) for a teacher with a non-zero token price, else ("machine", None)."""
+    price = getattr(obj, "price", None)
+    if s.billing == "api" or (s.billing == "auto" and price is not None
+                              and (getattr(price, "input_per_1m", 0) or getattr(price, "output_per_1m", 0))):
+        return "api", price if price is not None else s.model
+    return "machine", None
 
 
 # --- measurement -------------------------------------------------------------------------------
@@ -321,6 +326,8 @@ def run_bench(
     # 1. load each system (time and memory it adds), then warm up (excluded from timing)
     loaded: dict[str, Any] = {}
     rows: dict[str, dict[str, Any]] = {}
+    billing: dict[str, str] = {}
+    price: dict[str, Any] = {}
     for s in systems:
         gc.collect()
         with PeakRSS(cfg.sample_interval_s) as mem:
@@ -331,14 +338,16 @@ def run_bench(
                 raise BenchError(f"system {s.name!r} failed to load: {e}") from e
             load_s = time.perf_counter() - t0
         loaded[s.name] = obj
+        billing[s.name], price[s.name] = _resolve_billing(s, obj)
         device = getattr(obj, "device", s.device)
         rows[s.name] = {
             "name": s.name, "kind": s.kind, "group": s.group, "device": device if isinstance(device, str) else s.device,
-            "billing": s.billing, "model": s.model, "size_bytes": s.size_bytes, "meta": s.meta,
+            "billing": billing[s.name], "model": getattr(price[s.name], "model", price[s.name]),
+            "size_bytes": s.size_bytes, "meta": s.meta,
             "load_seconds": round(load_s, 3), "load_rss_mb": round(mem.growth / 2**20, 1),
         }
         run = _runner(obj)
-        if cfg.warmup_docs and s.billing != "api":
+        if cfg.warmup_docs and billing[s.name] != "api":
             run(docs[: cfg.warmup_docs])
 
     # 2. throughput: round-robin timed passes over all notes
@@ -346,11 +355,11 @@ def run_bench(
     peaks: dict[str, int] = {s.name: 0 for s in systems}
     preds: dict[str, list[list[Span]]] = {}
     usage: dict[str, dict[str, Any] | None] = {}
-    total = sum(1 if s.billing == "api" else max(1, cfg.repeats) for s in systems)
+    total = sum(1 if billing[s.name] == "api" else max(1, cfg.repeats) for s in systems)
     bar = tqdm(total=total, desc="bench", unit="pass", disable=not cfg.progress)
     for r in range(max(1, cfg.repeats)):
         for s in systems:
-            if s.billing == "api" and r > 0:
+            if billing[s.name] == "api" and r > 0:
                 continue  # a second API pass would be served by the cache (and cost money if not)
             obj = loaded[s.name]
             before = _usage(obj)
@@ -368,7 +377,7 @@ def run_bench(
     bar.close()
 
     # 3. latency: single-note calls, interleaved note by note
-    lat: dict[str, list[float]] = {s.name: [] for s in systems if s.billing != "api"}
+    lat: dict[str, list[float]] = {s.name: [] for s in systems if billing[s.name] != "api"}
     for d in docs[: cfg.latency_docs]:
         for s in systems:
             if s.name in lat:
@@ -384,7 +393,7 @@ def run_bench(
         row = rows[s.name]
         med = statistics.median(times[s.name])
         row["speed"] = {
-            "notes": len(docs), "seconds": round(med, 4), "seconds_all": [round(t, 4) for t in times[s.name]],
+            "notes": len(docs), "seconds": med, "seconds_all": [round(t, 4) for t in times[s.name]],
             "notes_per_s": len(docs) / med if med > 0 else float("inf"),
             "tokens_per_s": n_tokens / med if med > 0 else float("inf"),
             "chars_per_s": n_chars / med if med > 0 else float("inf"),
@@ -397,7 +406,7 @@ def run_bench(
         failures = sum(1 for spans in preds[s.name] if hasattr(spans, "reason"))  # teachers.base.LabelFailure
         row["failures"] = failures
         row["usage"] = usage[s.name]
-        row["cost"] = _cost(s, row, usage[s.name], cfg.prices)
+        row["cost"] = _cost(billing[s.name], price[s.name], row, usage[s.name], cfg.prices)
         row["f1"] = {}
         for gname, gdocs in gold_sets.items():
             gdocs = list(gdocs)
@@ -427,13 +436,13 @@ def run_bench(
     return results
 
 
-def _cost(s: System, row: dict[str, Any], usage: dict[str, Any] | None, prices: Prices) -> dict[str, Any]:
+def _cost(billing: str, price: Any, row: dict[str, Any], usage: dict[str, Any] | None, prices: Prices) -> dict[str, Any]:
     notes = row["speed"]["notes"]
     try:
-        if s.billing == "api":
+        if billing == "api":
             if not usage:
                 raise CostError("an API teacher without a usage ledger")
-            out = api_cost_per_1k(s.model or s.name, int(usage.get("input_tokens", 0)),
+            out = api_cost_per_1k(price or row["name"], int(usage.get("input_tokens", 0)),
                                   int(usage.get("output_tokens", 0)), notes, batch=prices.batch_api)
             out["served_from_cache"] = bool(usage.get("requests", 0) == 0 and usage.get("cached_requests", 0))
             return out

@@ -117,14 +117,18 @@ def machine_cost_per_1k(seconds: float, notes: int, price: MachinePrice) -> dict
             "hourly_usd": price.hourly_usd, "seconds": seconds, "notes": notes}
 
 
-def api_cost_per_1k(model: str, input_tokens: int, output_tokens: int, notes: int, batch: bool = False) -> dict[str, Any]:
-    """API teachers: ledger tokens × the dated price table in ``teachers.cost``."""
+def api_cost_per_1k(model: Any, input_tokens: int, output_tokens: int, notes: int, batch: bool = False) -> dict[str, Any]:
+    """API teachers: ledger tokens × the dated price table in ``teachers.cost``. ``model`` is a
+    model name looked up there, or the teacher's own ``teachers.cost.Price``."""
     from teachers.cost import UnknownPrice, price_for
 
-    try:
-        price = price_for(model)
-    except UnknownPrice as e:
-        raise CostError(str(e)) from None
+    if hasattr(model, "dollars"):
+        price = model
+    else:
+        try:
+            price = price_for(str(model))
+        except UnknownPrice as e:
+            raise CostError(str(e)) from None
     dollars = price.dollars(input_tokens, output_tokens, batch=batch)
     return {"usd_per_1k_notes": per_1k(dollars, notes), "basis": "api-tokens" + ("-batch" if batch else ""),
             "model": price.model, "input_per_1m": price.input_per_1m, "output_per_1m": price.output_per_1m,

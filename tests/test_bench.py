@@ -1,0 +1,123 @@
+"""distill.bench + distill.cost on a small real run: a dictionary teacher, an OpenAI teacher over
+the loopback fake server (real SDK, real ledger), and a tiny student as torch / ONNX fp32 / int8.
+
+Only the structure and the arithmetic are asserted here; speed targets live in
+experiments/bench_runtime.py, never in unit tests.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from distill.cost import CostError, MACHINES, Prices, api_cost_per_1k, machine, machine_cost_per_1k
+from tests.fake_llm_servers import FakeOpenAIServer
+from tests.test_export import exported  # noqa: F401 - session fixture shared with the other modules
+
+TERMS = {"fever": "SYMPTOM", "aspirin": "MEDICATION", "pneumonia": "DISEASE", "pain": "SYMPTOM"}
+
+
+@pytest.fixture(scope="session")
+def small_run(request, exported, shared_data, tmp_path_factory):  # noqa: F811
+    """One small benchmark, shared with test_report (kept on the pytest config)."""
+    cached = getattr(request.config, "_distill_small_run", None)
+    if cached is not None:
+        return cached
+    from distill.bench import BenchConfig, run_bench, student_systems, teacher_system
+    from distill.corpora import load_corpus
+    from teachers.openai import OpenAITeacher
+
+    model, out, _ = exported
+    docs = load_corpus("maccrobat", shared_data, split="dev")[:3]
+    with FakeOpenAIServer(TERMS) as srv:
+        llm = OpenAITeacher("gpt-4o-mini", base_url=srv.base_url, cache=tmp_path_factory.mktemp("llm") / "c.sqlite")
+        systems = [teacher_system("ontology:open"), teacher_system(llm)] + student_systems(model, name="tiny")
+        cfg = BenchConfig(repeats=2, warmup_docs=1, latency_docs=2, bootstrap=100, progress=False)
+        results = run_bench(systems, docs, {"maccrobat-dev3": docs}, cfg)
+        results["_requests"] = len(srv.requests)
+    cached = (results, docs, model, out)
+    setattr(request.config, "_distill_small_run", cached)
+    return cached
+
+
+def test_every_system_gets_every_number(small_run):
+    results, docs, _, _ = small_run
+    rows = {r["name"]: r for r in results["systems"]}
+    assert list(rows) == ["ontology:open", "openai:gpt-4o-mini", "tiny (torch)", "tiny (ONNX fp32)", "tiny (ONNX int8)"]
+    assert results["documents"]["n"] == 3 and results["documents"]["token_unit"].startswith("sub-word")
+    for r in rows.values():
+        sp = r["speed"]
+        assert sp["notes_per_s"] > 0 and len(sp["seconds_all"]) == (1 if r["billing"] == "api" else 2)
+        assert sp["tokens_per_s"] == pytest.approx(results["documents"]["tokens"] / sp["seconds"])
+        assert r["memory"]["rss_mb"] >= 0 and "psutil" in r["memory"]["method"]
+        assert set(r["f1"]["maccrobat-dev3"]) == {"exact", "relaxed"}
+        ci = r["f1"]["maccrobat-dev3"]["relaxed"]["micro"]["f1_ci"]
+        assert ci[0] <= r["f1"]["maccrobat-dev3"]["relaxed"]["micro"]["f1"] <= ci[1]
+    assert rows["openai:gpt-4o-mini"]["speed"]["latency_ms"] is None  # API calls are not latency-timed
+    assert rows["tiny (torch)"]["speed"]["latency_ms"]["n"] == 2
+    assert rows["tiny (torch)"]["size_bytes"] == (small_run[2] / "model.safetensors").stat().st_size
+    assert rows["tiny (ONNX int8)"]["size_bytes"] == (small_run[3] / "model.int8.onnx").stat().st_size
+    m = results["machine"]
+    assert m["logical_cores"] == os.cpu_count() and m["cpu"] and m["memory_gib"] > 0
+
+
+def test_same_predictions_give_same_f1_and_speedups_are_reported(small_run):
+    results = small_run[0]
+    rows = {r["name"]: r for r in results["systems"]}
+    f1 = lambda n: rows[n]["f1"]["maccrobat-dev3"]["relaxed"]["micro"]  # noqa: E731
+    assert f1("tiny (ONNX fp32)") == f1("tiny (torch)")
+    assert f1("ontology:open")["f1"] > f1("tiny (torch)")["f1"]  # a real teacher beats random weights
+    assert set(results["speedups"]["tiny"]) == {"student-onnx-fp32", "student-onnx-int8"}
+
+
+def test_costs_follow_the_ledger_and_the_machine_price(small_run):
+    results = small_run[0]
+    rows = {r["name"]: r for r in results["systems"]}
+    api = rows["openai:gpt-4o-mini"]
+    assert api["billing"] == "api" and results["_requests"] > 0
+    u = api["usage"]
+    expected = (u["input_tokens"] * 0.15 + u["output_tokens"] * 0.60) / 1e6 / 3 * 1000
+    assert u["input_tokens"] > 0 and api["cost"]["usd_per_1k_notes"] == pytest.approx(expected)
+    assert api["cost"]["price_source"].startswith("https://openai.com")
+    for name in ("ontology:open", "tiny (torch)", "tiny (ONNX int8)"):
+        r = rows[name]
+        assert r["billing"] == "machine" and r["cost"]["machine"] == "aws-m6i.large"
+        assert r["cost"]["usd_per_1k_notes"] == pytest.approx(r["speed"]["seconds"] / 3600 * 0.096 / 3 * 1000)
+
+
+def test_cost_model_units_and_errors():
+    assert machine(None).key == "aws-m6i.large" and machine(None, gpu=True).gpu
+    assert machine("0.5").hourly_usd == 0.5 and machine(2).hourly_usd == 2.0
+    with pytest.raises(CostError, match="unknown machine"):
+        machine("cray-1")
+    with pytest.raises(CostError, match="negative"):
+        machine(-1)
+    assert all(m.source.startswith("https://") and m.checked for m in MACHINES.values())
+    # 36 s for 100 notes on a $1/h machine: 0.01 $ per 100 notes -> 0.1 $ per 1k
+    assert machine_cost_per_1k(36.0, 100, machine(1.0))["usd_per_1k_notes"] == pytest.approx(0.1)
+    got = api_cost_per_1k("gpt-4o", 1_000_000, 100_000, 1000)
+    assert got["usd_per_1k_notes"] == pytest.approx(2.50 + 1.00)
+    assert api_cost_per_1k("gpt-4o", 1_000_000, 100_000, 1000, batch=True)["usd_per_1k_notes"] == pytest.approx(1.75)
+    with pytest.raises(CostError, match="no price"):
+        api_cost_per_1k("some-unlisted-model", 10, 10, 1)
+    with pytest.raises(CostError, match="zero notes"):
+        machine_cost_per_1k(1.0, 0, machine(None))
+    p = Prices.from_options(cpu="aws-c6i.large", gpu="0.9", batch_api=True)
+    assert p.for_device("cpu").hourly_usd == 0.085 and p.for_device("gpu").hourly_usd == 0.9 and p.batch_api
+
+
+def test_bench_refuses_what_it_cannot_measure(exported):  # noqa: F811
+    from distill.bench import BenchError, System, run_bench, student_systems
+    from distill.documents import Document
+
+    model = exported[0]
+    systems = student_systems(model, variants=("onnx-fp32",))
+    with pytest.raises(BenchError, match="no documents"):
+        run_bench(systems, [], None)
+    with pytest.raises(BenchError, match="unique"):
+        run_bench(systems + systems, [Document("a", "fever")], None)
+    broken = System("broken", "teacher", lambda: (_ for _ in ()).throw(OSError("lexicon missing")))
+    with pytest.raises(BenchError, match="'broken' failed to load: lexicon missing"):
+        run_bench([broken], [Document("a", "fever")], None)
+    with pytest.raises(BenchError, match="not a student model directory"):
+        student_systems(model / "onnx" / "nowhere")

@@ -1,0 +1,150 @@
+"""The torch-free ONNX runtime: no torch import, batching invariance, dispatch, clear errors."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_export import exported  # noqa: F401 - session fixture: one export shared by the modules
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = [
+    "Patient with type 2 diabetes on metformin reports nausea and headache. " * 12,
+    "No complaints.",
+    "",
+    "Fever, cough and shortness of breath; started on amoxicillin for pneumonia.",
+]
+
+
+def test_runtime_never_imports_torch_or_transformers(exported):  # noqa: F811
+    _, out, _ = exported
+    code = (
+        "import sys\n"
+        "from students.runtime import load_onnx_predictor\n"
+        f"p = load_onnx_predictor({str(out)!r}, int8=True, threads=1)\n"
+        "spans = p.predict_texts(['Aspirin for chest pain.', 'Metformin for diabetes.'])\n"
+        "assert len(spans) == 2\n"
+        "bad = [m for m in ('torch', 'transformers') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+        "print('ok')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]
+
+
+def test_length_bucketing_does_not_change_predictions(exported):  # noqa: F811
+    from students.runtime import OnnxPredictor
+
+    _, out, _ = exported
+    one = OnnxPredictor(out / "model.onnx", batch_size=1, docs_per_chunk=1).predict_texts(TEXTS)
+    many = OnnxPredictor(out / "model.onnx", batch_size=16, threads=1).predict_texts(TEXTS)
+    reversed_ = OnnxPredictor(out / "model.onnx", batch_size=3).predict_texts(TEXTS[::-1])[::-1]
+    key = lambda res: [[(s.start, s.end, s.label) for s in d] for d in res]  # noqa: E731
+    assert key(one) == key(many) == key(reversed_)
+    assert one[2] == []  # an empty note has no spans
+    assert sum(map(len, one)) > 0
+    for text, spans in zip(TEXTS, one):
+        assert all(text[s.start : s.end] == s.text for s in spans)
+
+
+def test_threads_and_providers_are_configurable(exported):  # noqa: F811
+    from students.runtime import OnnxPredictor
+
+    _, out, _ = exported
+    p = OnnxPredictor(out / "model.int8.onnx", threads=1, providers=["CPUExecutionProvider"])
+    assert p.session.get_session_options().intra_op_num_threads == 1
+    assert p.session.get_providers() == ["CPUExecutionProvider"] and p.device == "cpu"
+
+
+def test_predict_dispatches_onnx_paths_to_the_runtime(exported):  # noqa: F811
+    from students.predict import TorchPredictor, load_predictor
+    from students.runtime import OnnxPredictor
+
+    model, out, _ = exported
+    assert isinstance(load_predictor(out), OnnxPredictor)
+    int8 = load_predictor(out / "model.int8.onnx")
+    assert isinstance(int8, OnnxPredictor) and int8.path.name == "model.int8.onnx"
+    assert isinstance(load_predictor(model), TorchPredictor)
+
+
+def _copy(out: Path, dest: Path, *skip: str) -> Path:
+    shutil.copytree(out, dest, ignore=shutil.ignore_patterns(*skip) if skip else None)
+    return dest
+
+
+def test_corrupt_onnx_file(tmp_path, exported):  # noqa: F811
+    from students.runtime import OnnxModelError, OnnxPredictor
+
+    _, out, _ = exported
+    d = _copy(out, tmp_path / "corrupt", "export.json")
+    (d / "model.onnx").write_bytes(b"\x08\x07this is not a protobuf" * 10)
+    with pytest.raises(OnnxModelError, match="is not a loadable ONNX model"):
+        OnnxPredictor(d / "model.onnx")
+
+
+def test_truncated_or_swapped_onnx_file_is_caught_by_the_export_card(tmp_path, exported):  # noqa: F811
+    from students.runtime import OnnxModelError, OnnxPredictor
+
+    _, out, _ = exported
+    d = _copy(out, tmp_path / "swapped")
+    data = (d / "model.onnx").read_bytes()
+    (d / "model.onnx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(OnnxModelError, match="replaced or truncated"):
+        OnnxPredictor(d / "model.onnx")
+    shutil.copy(d / "model.int8.onnx", d / "model.onnx")
+    with pytest.raises(OnnxModelError, match="replaced or truncated|SHA-256"):
+        OnnxPredictor(d / "model.onnx")
+
+
+def test_onnx_model_mismatched_with_labels_json(tmp_path, exported):  # noqa: F811
+    from students.runtime import OnnxModelError, OnnxPredictor
+
+    _, out, _ = exported
+    d = _copy(out, tmp_path / "mismatch")
+    meta = json.loads((d / "labels.json").read_text())
+    tagging_labels = meta["labels"][:2]
+    from students.tagging import write_labels_json
+
+    write_labels_json(d, tagging_labels, meta["max_length"], meta["stride"])
+    with pytest.raises(OnnxModelError, match="predicts 7 tags but .* lists 5"):
+        OnnxPredictor(d)  # a directory resolves to model.onnx inside it
+
+
+def test_missing_tokenizer_and_missing_model(tmp_path, exported):  # noqa: F811
+    from students.runtime import OnnxModelError, OnnxPredictor, load_onnx_predictor
+
+    _, out, _ = exported
+    d = _copy(out, tmp_path / "notok", "tokenizer.json")
+    with pytest.raises(OnnxModelError, match="tokenizer.json"):
+        OnnxPredictor(d / "model.onnx")
+    with pytest.raises(OnnxModelError, match="does not exist"):
+        OnnxPredictor(tmp_path / "nothing.onnx")
+    empty = tmp_path / "empty_dir"
+    empty.mkdir()
+    with pytest.raises(OnnxModelError, match="export the model first"):
+        load_onnx_predictor(empty, int8=True)
+
+
+def test_cli_predict_with_onnx_and_empty_notes_file(tmp_path, exported):  # noqa: F811
+    from typer.testing import CliRunner
+
+    from distill.cli import app
+    from distill.io.jsonl import read_jsonl
+
+    _, out, _ = exported
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(TEXTS)))
+    preds = tmp_path / "preds.jsonl"
+    res = CliRunner().invoke(app, ["predict", "--model", str(out / "model.int8.onnx"), "--input", str(notes),
+                                   "--output", str(preds), "--threads", "1", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    got = list(read_jsonl(preds, entities_layer="pred"))
+    assert [d.id for d in got] == ["0", "1", "2", "3"]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    res = CliRunner().invoke(app, ["predict", "--model", str(out), "--input", str(empty), "--output", str(preds)])
+    assert res.exit_code == 2 and "contains no notes" in res.output
