@@ -131,3 +131,15 @@ def test_compact_grammar_compiles_in_llama_cpp():
     llama_cpp = pytest.importorskip("llama_cpp")
     g = compact_grammar(("MEDICATION", "DISEASE", "SYMPTOM"))
     assert llama_cpp.LlamaGrammar.from_string(g, verbose=False) is not None
+
+
+def test_openai_compatible_local_server_in_compact_format(tmp_path):
+    from tests.fake_llm_servers import FakeOpenAIServer
+
+    with FakeOpenAIServer({"asthma": "DISEASE", "salbutamol": "MEDICATION"}) as srv:
+        t = from_spec("qwen2.5-1.5b", base_url=srv.base_url, cache=tmp_path / "c.sqlite")
+        spans = next(t.label([Document("a", NOTE_OK)]))
+        body = srv.requests[0]["body"]
+    assert [(s.start, s.end, s.label) for s in spans] == [(13, 19, "DISEASE"), (30, 40, "MEDICATION")]
+    assert "response_format" not in body and body["model"] == "qwen2.5-1.5b"
+    assert t.usage.dollars == 0 and t.usage.input_tokens > 0
