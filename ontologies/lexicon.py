@@ -211,7 +211,7 @@ MAX_TOKENS = 6
 # Ontology-style descriptive labels that no clinician writes ("Abnormality of the ...").
 _NOT_MENTIONS = ("abnormality of ", "abnormal ", "aplasia hypoplasia ", "morphological abnormality ")
 _CHEMICAL = re.compile(r"\d.*[,\[\]]|\(\s*[RS]\s*\)|^\d|[\[\]{}]")
-_ACRONYM = re.compile(r"^[A-Z0-9][A-Z0-9&/]{1,6}s?$")
+_ACRONYM = re.compile(r"^[A-Z0-9][A-Z0-9&/-]{1,6}s?$")
 
 # Which label wins when several sources claim one key; the curated vocabulary overrides all.
 SOURCE_PRIORITY = {"clinical": 0, "rxnorm": 1, "snomed": 1, "doid": 2, "symp": 3, "drugbank": 3, "fda": 3, "hpo": 4}
@@ -236,8 +236,9 @@ def keep_term(term: Term, stop: frozenset[str]) -> tuple[str, str | None] | None
     if term.label == MEDICATION and (_CHEMICAL.search(text) or ntok > 4):
         return None
     if _ACRONYM.match(text):
-        # Drug lists' acronyms ("BAL", "PCP", "VPA") mostly name other things in notes.
-        return None if term.label == MEDICATION else (key, " ".join(text.split()))
+        # Acronyms from drug lists ("BAL", "PCP", "VPA") and HPO synonyms ("JVP", "ANA") mostly
+        # name other things in notes; disease acronyms are kept, case-sensitively.
+        return None if term.label == MEDICATION or term.source == "hpo" else (key, " ".join(text.split()))
     return key, None
 
 

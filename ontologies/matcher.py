@@ -55,6 +55,14 @@ def fold(text: str) -> str:
     return _NON_POSSESSIVE.sub(" ", low) if "'" in low else low
 
 
+def _in_capitals(text: str, start: int, end: int) -> bool:
+    """True when the words around ``text[start:end]`` are upper case too (a heading such as
+    "DIAGNOSIS: FEVER"), so an upper-case word there is the word, not an abbreviation."""
+    around = text[max(0, start - 30) : start] + text[end : end + 30]
+    letters = [c for c in around if c.isalpha()]
+    return bool(letters) and sum(c.isupper() for c in letters) > 0.8 * len(letters)
+
+
 def normalize(term: str) -> str:
     """The matching key of a term: the fold of its single-spaced text, so a key is exactly what
     the fold makes of the same words in a note (padding of folded inner words included:
@@ -151,8 +159,11 @@ class Matcher:
             end = last - 1
             while end < n and text[end].isalnum():  # a folded plural: "cyst" of "cysts"
                 end += 1
-            if entry.case is not None and " ".join(text[start:end].split()) != entry.case:
-                continue
+            if entry.case is not None:
+                if " ".join(text[start:end].split()) != entry.case:
+                    continue
+            elif end - start <= 5 and text[start:end].isupper() and not _in_capitals(text, start, end):
+                continue  # "PICA", "TPN": an abbreviation of something else, not the word
             found.append((start - end, start, end, entry))
         found.sort(key=lambda f: (f[0], f[1]))
         taken = bytearray(n)

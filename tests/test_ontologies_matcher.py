@@ -117,3 +117,10 @@ def test_coordinated_terms_are_split_when_both_halves_are_terms():
            ("hand, foot and mouth disease", "DISEASE"), ("mouth disease", "DISEASE"))
     text = "Nausea and vomiting; hand, foot and mouth disease."
     assert spans(mm, text) == [("Nausea", "SYMPTOM"), ("vomiting", "SYMPTOM"), ("hand, foot and mouth disease", "DISEASE")]
+
+
+def test_short_all_caps_word_is_an_abbreviation_unless_in_a_heading():
+    mm = m(("pica", "SYMPTOM"), ("fever", "SYMPTOM"))
+    assert spans(mm, "an infarct of the left PICA territory") == []
+    assert spans(mm, "a child with pica and FEVER") == [("pica", "SYMPTOM")]
+    assert spans(mm, "DIAGNOSES: FEVER, PICA.") == [("FEVER", "SYMPTOM"), ("PICA", "SYMPTOM")]
