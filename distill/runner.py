@@ -92,6 +92,7 @@ class Run:
             return
         console.print(f"[bold]▶ {name}[/]: running ({reason})")
         started = time.time()
+        folder.mkdir(parents=True, exist_ok=True)
         outputs, summary = fn()
         m = finish(folder, name, config, inputs, outputs, started, summary)
         self.outcomes.append(StepOutcome(name, True, reason, m.seconds, summary))
