@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping
@@ -290,11 +291,17 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+# The compile code this process runs, hashed when it is imported: a process that imported an
+# older version must not file its build under the fingerprint of the code now on disk.
+_CODE_HASH = hashlib.sha256(b"".join(
+    Path(m.__file__).read_bytes() for m in (sys.modules[__name__], sys.modules[Matcher.__module__])
+)).hexdigest()
+
+
 def fingerprint(sources: list[Source]) -> str:
     """Changes whenever a source file's bytes, the source set, or the compile code change."""
-    h = hashlib.sha256(f"lexicon v{LEXICON_VERSION}".encode())
-    code = [Path(__file__), Path(__file__).with_name("matcher.py")]
-    for f in code + [VENDORED["stopwords"], VENDORED["modifiers"]] + [f for s in sources for f in s.files]:
+    h = hashlib.sha256(f"lexicon v{LEXICON_VERSION} code {_CODE_HASH}".encode())
+    for f in [VENDORED["stopwords"], VENDORED["modifiers"]] + [f for s in sources for f in s.files]:
         h.update(f"{f.name}:{_sha256(f)}".encode())
     h.update(",".join(s.name for s in sources).encode())
     return h.hexdigest()[:20]

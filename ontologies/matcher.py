@@ -29,6 +29,7 @@ _DIGRAPH = re.compile(r"[ao]e\w*")  # oedema -> edema, anaemia -> anemia
 # Everything but letters, digits and a possessive 's becomes a space: punctuation and dashes
 # are word boundaries, and "pain. Fever" cannot match "pain fever" (two spaces apart).
 _NON_WORD = re.compile(r"[^\w ']")
+_ASCII_NON_WORD = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) in " '_")})
 _NON_POSSESSIVE = re.compile(r"'(?!s\b)")
 # Lexicon label of terms that claim their words but produce no span (lab analytes and the like).
 IGNORE = "IGNORE"
@@ -51,7 +52,7 @@ def fold(text: str) -> str:
         low = pattern.sub(repl, low)
     if "ae" in low or "oe" in low:
         low = _DIGRAPH.sub(_american, low)
-    low = _NON_WORD.sub(" ", low)
+    low = low.translate(_ASCII_NON_WORD) if low.isascii() else _NON_WORD.sub(" ", low)
     return _NON_POSSESSIVE.sub(" ", low) if "'" in low else low
 
 
@@ -164,11 +165,12 @@ class Matcher:
                     continue
             elif end - start <= 5 and text[start:end].isupper() and not _in_capitals(text, start, end):
                 continue  # "PICA", "TPN": an abbreviation of something else, not the word
-            found.append((start - end, start, end, entry))
-        found.sort(key=lambda f: (f[0], f[1]))
+            found.append((start - end, start, end, value >> 8))
+        found.sort()  # longest first, then leftmost
         taken = bytearray(n)
         out = []
-        for _neg, s, e, entry in found:
+        for _neg, s, e, idx in found:
+            entry = entries[idx]
             if taken.find(1, s, e) != -1:
                 continue
             taken[s:e] = b"\x01" * (e - s)
