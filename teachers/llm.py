@@ -273,7 +273,7 @@ class LLMTeacher:
     """
 
     family = "llm"
-    #: whether a streaming guard runs inside _request (local models)
+    #: answers requested per chunk when they come back malformed or cut off (1 = never re-ask)
     default_parse_attempts = 3
 
     def __init__(
@@ -312,8 +312,8 @@ class LLMTeacher:
         self.chunk_overlap = int(chunk_overlap)
         self.max_output_tokens = int(max_output_tokens)
         # JSON costs ~14 tokens per entity, compact lines ~5; ~1 entity per 20 characters is dense
-        self.output_factor = output_factor if output_factor is not None else (0.75 if self.fmt == "json" else 0.3)
-        self.fuzzy_threshold = fuzzy_threshold
+        self.output_factor = float(output_factor) if output_factor is not None else (0.75 if self.fmt == "json" else 0.3)
+        self.fuzzy_threshold = float(fuzzy_threshold)
         self.price = price if price is not None else self._default_price()
         self.usage = Usage()
         self.stats: Counter[str] = Counter()

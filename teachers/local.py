@@ -37,6 +37,7 @@ class TransformersTeacher(LLMTeacher):
     """A Hugging Face causal LM run in this process."""
 
     family = "local"
+    default_parse_attempts = 1  # greedy decoding gives the same answer again
 
     def __init__(self, model: str, *, device: str | None = None, load_in_4bit: bool = False, **options: Any):
         import torch
@@ -114,6 +115,7 @@ class LlamaCppTeacher(LLMTeacher):
     """
 
     family = "local"
+    default_parse_attempts = 1
 
     def __init__(self, model: str, *, n_ctx: int = 4096, n_threads: int | None = None, grammar: bool = False,
                  **options: Any):
