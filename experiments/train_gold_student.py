@@ -62,10 +62,15 @@ def main() -> None:
     ap.add_argument("--stride", type=int, default=32)
     ap.add_argument("--patience", type=int, default=2)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads; 1 is fastest on this shared 2-core box (no barrier waits when others load it)")
     ap.add_argument("--results", default=str(ROOT / "experiments" / "results" / "student_maccrobat_gold.json"))
     ap.add_argument("--report", default=str(ROOT / "experiments" / "student_maccrobat_gold.md"))
     args = ap.parse_args()
 
+    import torch
+
+    torch.set_num_threads(args.threads)
     splits = {s: load_corpus("maccrobat", args.data_dir, split=s) for s in ("train", "dev", "test")}
     cfg = TrainConfig(base_model=args.base_model, epochs=args.epochs, batch_size=args.batch_size,
                       learning_rate=args.lr, max_length=args.max_length, stride=args.stride,

@@ -333,14 +333,15 @@ def _training_args(out: Path, cfg: TrainConfig, lr: float, epochs: float, has_de
 
 
 def _run_stage(model: Any, tokenizer: Any, feats: list[dict[str, Any]], ckpt_dir: Path, cfg: TrainConfig, lr: float,
-               epochs: float, loss: str, dev_docs: Sequence[Document] | None, pad_id: int, progress: bool) -> dict[str, Any]:
+               epochs: float, loss: str, dev_docs: Sequence[Document] | None, pad_id: int, progress: bool,
+               extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """One Trainer run; resumes from the newest checkpoint in ``ckpt_dir`` when there is one."""
     from transformers import EarlyStoppingCallback
     from transformers.trainer_utils import get_last_checkpoint
 
     args = _training_args(ckpt_dir, cfg, lr, epochs, bool(dev_docs), progress)
     span_eval = None
-    callbacks = []
+    callbacks = list(extra_callbacks)
     if dev_docs:
         def span_eval(m: Any) -> dict[str, Any]:
             return span_scores(m, tokenizer, dev_docs, cfg.labels, cfg.max_length, cfg.stride, pad_id, cfg.eval_batch_size)
@@ -402,6 +403,7 @@ def train_student(
     progress: bool = True,
     keep_checkpoints: bool = False,
     model_factory: Any = None,
+    callbacks: Sequence[Any] = (),
 ) -> TrainResult:
     """Train, evaluate, and write the model directory; returns its path and training card.
 
@@ -409,7 +411,8 @@ def train_student(
     optional second stage. ``test_docs``: held-back gold scored once at the end (card only, never
     used for model selection). ``data``: free-form description for the card (paths, split,
     teachers). ``model_factory(num_labels, id2label, label2id) -> (model, tokenizer)`` replaces
-    ``from_pretrained`` (tests build tiny random models this way).
+    ``from_pretrained`` (tests build tiny random models this way). ``callbacks``: extra
+    ``TrainerCallback``s for both stages.
     """
     import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer, set_seed
@@ -453,7 +456,7 @@ def train_student(
     log.info("train: %d windows (%d tokens) from %d documents", stats.windows, stats.tokens, stats.documents)
 
     stage1 = _run_stage(model, tokenizer, feats, out / CHECKPOINTS, cfg, cfg.learning_rate, cfg.epochs, cfg.loss,
-                        dev_docs, pad_id, progress)
+                        dev_docs, pad_id, progress, callbacks)
     model = stage1.pop("model")
     stages = {"silver" if layer != GOLD else "gold": stage1}
     gold_stats = None
@@ -462,7 +465,7 @@ def train_student(
         grecord = {"config": dataclasses.asdict(cfg), "documents": sorted(d.id for d in gold_docs)}
         _check_run_config(out / CHECKPOINTS_GOLD, json.loads(json.dumps(grecord)))
         stage2 = _run_stage(model, tokenizer, gfeats, out / CHECKPOINTS_GOLD, cfg, cfg.gold_learning_rate,
-                            cfg.gold_epochs, "ce", dev_docs, pad_id, progress)
+                            cfg.gold_epochs, "ce", dev_docs, pad_id, progress, callbacks)
         model = stage2.pop("model")
         stages["gold_finetune"] = stage2
 
