@@ -16,9 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-import requests
-from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
-
 from ontologies._io import open_text
 
 # The 18 columns of RXNCONSO.RRF (RxNorm Technical Documentation, section 12.5); every line
@@ -174,8 +171,10 @@ class RxNavClient:
         backoff: float = 0.5,
         max_backoff: float = 10.0,
         timeout: float = 30.0,
-        session: requests.Session | None = None,
+        session: "requests.Session | None" = None,
     ):
+        import requests  # imported here: the RRF reader and the lexicon never need HTTP
+
         self.base_url = base_url.rstrip("/")
         self.cache = ResponseCache(cache_path) if cache_path else None
         self.limiter = RateLimiter(rate)
@@ -189,6 +188,9 @@ class RxNavClient:
     # -- transport --------------------------------------------------------------------------
     def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
         """GET ``base_url/path`` as JSON, from the cache when possible, retrying transient errors."""
+        import requests
+        from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
         params = {k: v for k, v in (params or {}).items() if v is not None}
         key = json.dumps([path, sorted(params.items())])
         if self.cache is not None:
