@@ -230,7 +230,7 @@ def keep_term(term: Term, stop: frozenset[str]) -> tuple[str, str | None] | None
     key = normalize(text)
     if not key or term.source != "clinical" and key in stop:
         return None
-    ntok = key.count(" ") + 1
+    ntok = len(key.split())
     if term.source == "clinical":
         return key, (" ".join(text.split()) if _ACRONYM.match(text) else None)
     if len(key) < 3 or ntok > MAX_TOKENS or not re.search(r"[a-z]{2}", key) or key.startswith(_NOT_MENTIONS):
