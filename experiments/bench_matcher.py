@@ -7,7 +7,7 @@ Measures, on one core (a single process, no threads):
 - cached load: a fresh Python process constructing ``OntologyTeacher(config)`` from the cache
   (imports included, i.e. what ``distill label`` pays before the first note);
 - throughput: ``Matcher.find`` over every MTSamples note, in MB of UTF-8 text per CPU-second of
-  this one process (best of three passes). CPU time, not wall time, because the dev machine is
+  this one process (best of five passes). CPU time, not wall time, because the dev machine is
   shared: with other jobs running, wall time measures the neighbours. Wall time is reported too.
 A dev benchmark: it reads the licensed corpora in ../shared, which the library never does.
 """
@@ -79,7 +79,7 @@ def main() -> None:
 
     find = teacher.matcher.find
     passes, walls = [], []
-    for _ in range(3):
+    for _ in range(5):
         t0, w0 = time.process_time(), time.perf_counter()
         n_spans = sum(len(find(t)) for t in texts)
         passes.append(time.process_time() - t0)
@@ -95,8 +95,8 @@ def main() -> None:
         "spans found": n_spans,
         "cold build s": round(cold, 2),
         "cached load s (fresh process, imports included)": round(warm, 2),
-        "matching CPU s (best of 3)": round(best, 2),
-        "matching wall s (best of 3)": round(min(walls), 2),
+        "matching CPU s (best of 5)": round(best, 2),
+        "matching wall s (best of 5)": round(min(walls), 2),
         "1-min load average during the run": round(load, 1),
         "throughput MB/s (one core, CPU time)": round(mb / best, 2),
         "throughput MB/s (wall)": round(mb / min(walls), 2),
