@@ -11,13 +11,12 @@ in under two seconds after the first build.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator
 
 from distill.documents import DISEASE, MEDICATION, SYMPTOM
 from ontologies.drugbank import read_drugbank_vocabulary
@@ -350,12 +349,3 @@ def load_matcher(sources: list[Source], cache: bool = True) -> tuple[Matcher, di
         os.replace(tmp + ".entries", str(path) + ".entries")
         os.replace(tmp, path)  # the automaton last: its presence marks a complete cache entry
     return matcher, info
-
-
-def describe(matcher: Matcher) -> Mapping[str, int]:
-    """Key counts per label and source (for reports and the CLI)."""
-    counts: dict[str, int] = {}
-    for _key, entry in matcher.items():
-        counts[entry.label] = counts.get(entry.label, 0) + 1
-        counts[f"source:{entry.source}"] = counts.get(f"source:{entry.source}", 0) + 1
-    return json.loads(json.dumps(counts))

@@ -144,10 +144,6 @@ class Matcher:
         hit = self.automaton.get(f" {key} ", None)
         return None if hit is None else self.entries[hit >> 9]
 
-    def items(self) -> Iterable[tuple[str, Entry]]:
-        for key, value in self.automaton.items():
-            yield key[1:-1], self.entries[value >> 9]
-
     def find(self, text: str) -> list[Match]:
         """Non-overlapping whole-word matches in text order; longer matches win, then leftmost."""
         if not text or not len(self.automaton):

@@ -13,7 +13,6 @@ from typing import Any, Iterable, Iterator
 from distill.documents import Document, Span
 from ontologies.abbreviations import expand
 from ontologies.lexicon import load_matcher, sources_for
-from ontologies.matcher import Matcher
 from teachers.base import Usage
 
 DEFAULT_CONFIG = "open"
@@ -27,17 +26,7 @@ class OntologyTeacher:
         self.config = config or DEFAULT_CONFIG
         self.name = f"ontology:{self.config}"
         self.usage = Usage()
-        t0 = time.perf_counter()
         self.matcher, self.lexicon_info = load_matcher(sources_for(self.config, rxnorm=rxnorm, snomed=snomed), cache=cache)
-        self.load_seconds = time.perf_counter() - t0
-
-    @classmethod
-    def from_matcher(cls, matcher: Matcher, name: str = "ontology:custom") -> "OntologyTeacher":
-        """A teacher over a matcher built elsewhere (tests, ad-hoc term lists)."""
-        self = cls.__new__(cls)
-        self.config, self.name, self.usage, self.matcher = name.partition(":")[2], name, Usage(), matcher
-        self.lexicon_info, self.load_seconds = {"hit": False, "sources": []}, 0.0
-        return self
 
     def label_text(self, text: str) -> list[Span]:
         """Lexicon matches plus the abbreviations the note defines for them."""
