@@ -497,6 +497,7 @@ def bench(
     repeats: int = typer.Option(3, help="Round-robin timed passes per system (median reported)."),
     warmup: int = typer.Option(2, help="Warm-up notes per system (not timed)."),
     latency_docs: int = typer.Option(10, help="Notes timed one by one for p50/p95 latency."),
+    slice_docs: int = typer.Option(8, help="Notes per round-robin slice of a timed pass."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch and onnxruntime."),
     batch_size: int = typer.Option(32, help="Windows per forward pass for the students."),
     cpu_hourly: Optional[str] = typer.Option(None, help="CPU machine: a key of distill.cost.MACHINES or $/hour."),
@@ -537,7 +538,8 @@ def bench(
         systems = [teacher_system(t, allow_external=allow_external) for t in teacher]
         for m in model:
             systems += student_systems(m, threads=threads, batch_size=batch_size)
-        cfg = BenchConfig(warmup_docs=warmup, repeats=repeats, latency_docs=latency_docs, prices=prices, threads=threads)
+        cfg = BenchConfig(warmup_docs=warmup, repeats=repeats, latency_docs=latency_docs, slice_docs=slice_docs,
+                          prices=prices, threads=threads)
         results = run_bench(systems, docs, golds, cfg)
     except (BenchError, CostError, ValueError) as e:
         fail(str(e))
