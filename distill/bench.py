@@ -4,13 +4,16 @@ A *system* is anything that labels notes: a teacher (``.name``, ``.label(docs)``
 a student predictor (torch, ONNX fp32, ONNX int8; ``.predict_texts``). Each is loaded, warmed up
 on a few notes (excluded from timing), then timed on the same documents.
 
-Fairness on a shared machine: the timed passes run **round-robin** (system A, B, C, A, B, C, ...)
-and the median pass is reported, so a burst of load from other processes hits every system
-alike instead of whichever happened to run then. The load average is recorded with the numbers.
+Fairness on a shared machine: each timed pass is cut into slices of a few notes that run
+**round-robin** (slice 1 on A, B, C; slice 2 on A, B, C; ...) and the median pass is reported, so
+load from other processes drifting during the run hits every system alike instead of whichever
+happened to run then. The load average is recorded with the numbers.
 
 What each number means:
 - notes/s, tokens/s: documents (sub-word tokens of the student tokenizer, or whitespace words
-  when no student is benchmarked) per second of the median throughput pass over all notes.
+  when no student is benchmarked) per second of the median throughput pass over all notes;
+  ``notes_per_cpu_s`` divides by the process CPU time instead (steadier under load, but it
+  counts the threads' spin-waiting too).
 - latency p50/p95: wall time of a single-note call (batch of one), per note, on the first
   ``latency_docs`` notes. API teachers are not latency-timed (their calls would hit the cache).
 - memory: resident-set-size (psutil RSS) growth from loading the system, plus the peak RSS
@@ -84,6 +87,7 @@ class BenchConfig:
     warmup_docs: int = 2
     repeats: int = 3
     latency_docs: int = 10
+    slice_docs: int = 8
     bootstrap: int = 1000
     labels: tuple[str, ...] = DEFAULT_LABELS
     prices: Prices = field(default_factory=Prices)
@@ -350,30 +354,53 @@ def run_bench(
         if cfg.warmup_docs and billing[s.name] != "api":
             run(docs[: cfg.warmup_docs])
 
-    # 2. throughput: round-robin timed passes over all notes
+    # 2. throughput. API teachers: one pass over all notes (a second would hit the cache, or cost
+    # money), their ledger delta is their cost. Local systems: ``repeats`` passes, each cut into
+    # slices of ``slice_docs`` notes run round-robin (A, B, C on slice 1, then on slice 2, ...), so
+    # load from other processes drifting during the run hits every system alike.
     times: dict[str, list[float]] = {s.name: [] for s in systems}
+    cpu: dict[str, list[float]] = {s.name: [] for s in systems}
     peaks: dict[str, int] = {s.name: 0 for s in systems}
-    preds: dict[str, list[list[Span]]] = {}
+    preds: dict[str, list[list[Span]]] = {s.name: [] for s in systems}
     usage: dict[str, dict[str, Any] | None] = {}
-    total = sum(1 if billing[s.name] == "api" else max(1, cfg.repeats) for s in systems)
-    bar = tqdm(total=total, desc="bench", unit="pass", disable=not cfg.progress)
+    step = cfg.slice_docs if cfg.slice_docs and cfg.slice_docs > 0 else len(docs)
+    slices = [docs[i : i + step] for i in range(0, len(docs), step)]
+    local = [s for s in systems if billing[s.name] != "api"]
+    api = [s for s in systems if billing[s.name] == "api"]
+    bar = tqdm(total=len(api) + max(1, cfg.repeats) * len(slices) * len(local), desc="bench", unit="slice",
+               disable=not cfg.progress)
+
+    def timed(s: System, part: Sequence[Document], keep: bool) -> tuple[float, float]:
+        with PeakRSS(cfg.sample_interval_s) as mem:
+            t0, c0 = time.perf_counter(), time.process_time()
+            out = _runner(loaded[s.name])(part)
+            wall, used = time.perf_counter() - t0, time.process_time() - c0
+        if len(out) != len(part):
+            raise BenchError(f"system {s.name!r} returned {len(out)} results for {len(part)} notes")
+        peaks[s.name] = max(peaks[s.name], mem.growth)
+        if keep:
+            preds[s.name].extend(out)
+        bar.update()
+        return wall, used
+
+    start_usage = {s.name: _usage(loaded[s.name]) for s in systems}
+    for s in api:
+        wall, used = timed(s, docs, keep=True)
+        times[s.name].append(wall)
+        cpu[s.name].append(used)
     for r in range(max(1, cfg.repeats)):
-        for s in systems:
-            if billing[s.name] == "api" and r > 0:
-                continue  # a second API pass would be served by the cache (and cost money if not)
-            obj = loaded[s.name]
-            before = _usage(obj)
-            with PeakRSS(cfg.sample_interval_s) as mem:
-                t0 = time.perf_counter()
-                out = _runner(obj)(docs)
-                times[s.name].append(time.perf_counter() - t0)
-            if len(out) != len(docs):
-                raise BenchError(f"system {s.name!r} returned {len(out)} results for {len(docs)} notes")
-            peaks[s.name] = max(peaks[s.name], mem.growth)
-            if r == 0:
-                preds[s.name] = out
-                usage[s.name] = _usage_delta(before, _usage(obj))
-            bar.update()
+        acc = {s.name: [0.0, 0.0] for s in local}
+        for part in slices:
+            for s in local:
+                wall, used = timed(s, part, keep=r == 0)
+                acc[s.name][0] += wall
+                acc[s.name][1] += used
+        for name, (wall, used) in acc.items():
+            times[name].append(wall)
+            cpu[name].append(used)
+        if r == 0:  # the ledger of the first pass is what the notes cost once
+            usage.update({s.name: _usage_delta(start_usage[s.name], _usage(loaded[s.name])) for s in local})
+    usage.update({s.name: _usage_delta(start_usage[s.name], _usage(loaded[s.name])) for s in api})
     bar.close()
 
     # 3. latency: single-note calls, interleaved note by note
@@ -394,7 +421,9 @@ def run_bench(
         med = statistics.median(times[s.name])
         row["speed"] = {
             "notes": len(docs), "seconds": med, "seconds_all": [round(t, 4) for t in times[s.name]],
+            "cpu_seconds": statistics.median(cpu[s.name]),
             "notes_per_s": len(docs) / med if med > 0 else float("inf"),
+            "notes_per_cpu_s": len(docs) / statistics.median(cpu[s.name]) if statistics.median(cpu[s.name]) > 0 else None,
             "tokens_per_s": n_tokens / med if med > 0 else float("inf"),
             "chars_per_s": n_chars / med if med > 0 else float("inf"),
             "latency_ms": ({"p50": 1000 * _percentile(lat[s.name], 0.5), "p95": 1000 * _percentile(lat[s.name], 0.95),

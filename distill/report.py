@@ -192,7 +192,7 @@ def table_rows(results: Mapping[str, Any], gold: str | None, labels: Sequence[st
     head = ["System", "Kind"]
     if gold:
         head += ["F1 relaxed [95% CI]", "F1 exact [95% CI]", *[f"{lab} F1 (relaxed)" for lab in labels]]
-    head += ["notes/s", "tokens/s", "latency p50 / p95 ms", "RSS MB", "size MB", "$ / 1k notes", f"vs {reference}"]
+    head += ["notes/s", "notes/CPU-s", "tokens/s", "latency p50 / p95 ms", "RSS MB", "size MB", "$ / 1k notes", f"vs {reference}"]
     body = []
     for r in results["systems"]:
         cells = [r["name"], r["kind"]]
@@ -203,7 +203,7 @@ def table_rows(results: Mapping[str, Any], gold: str | None, labels: Sequence[st
         lat = r["speed"].get("latency_ms")
         size = r.get("size_bytes")
         cells += [
-            _sig(r["speed"]["notes_per_s"]), _sig(r["speed"]["tokens_per_s"]),
+            _sig(r["speed"]["notes_per_s"]), _sig(r["speed"].get("notes_per_cpu_s")), _sig(r["speed"]["tokens_per_s"]),
             f"{lat['p50']:.0f} / {lat['p95']:.0f}" if lat else "n/a",
             _sig((r.get("memory") or {}).get("rss_mb")),
             _sig(size / 2**20) if size else "n/a",
@@ -241,14 +241,16 @@ def _headline(results: Mapping[str, Any], rel: Mapping[str, Mapping[str, Any]], 
 def _notes(results: Mapping[str, Any]) -> list[str]:
     m = results.get("machine", {})
     docs = results.get("documents", {})
-    prices = (results.get("config") or {}).get("prices") or {}
+    cfg = results.get("config") or {}
+    prices = cfg.get("prices") or {}
     out = [
         f"Measured {results.get('created', '?')} on {m.get('cpu', '?')} ({m.get('logical_cores', '?')} logical cores, "
         f"{m.get('memory_gib', '?')} GiB RAM, GPU: {', '.join(m.get('gpu') or []) or 'none'}); load average before "
         f"{m.get('load_average')}, after {results.get('load_average_after')}.",
         f"{docs.get('n', '?')} notes, {docs.get('tokens', '?')} {docs.get('token_unit', 'tokens')}; throughput is the "
-        f"median of {(results.get('config') or {}).get('repeats', '?')} round-robin passes after "
-        f"{(results.get('config') or {}).get('warmup_docs', '?')} warm-up notes; latency is a single-note call.",
+        f"median of {cfg.get('repeats', '?')} passes, each run round-robin across systems in slices of "
+        f"{cfg.get('slice_docs', '?')} notes, after {cfg.get('warmup_docs', '?')} warm-up notes (API teachers: one "
+        f"pass); notes/CPU-s divides by process CPU time; latency is a single-note call.",
         "Memory: psutil RSS growth when loading the system plus the peak growth while it ran.",
     ]
     for dev in ("cpu", "gpu"):

@@ -88,13 +88,15 @@ def bench(args: argparse.Namespace) -> None:
 
     dev = load_corpus("maccrobat", args.data_dir, split="dev")
     systems = student_systems(args.model, onnx_dir=args.onnx, threads=args.threads)
-    cfg = BenchConfig(repeats=args.repeats, warmup_docs=args.warmup, latency_docs=args.latency_docs)
+    cfg = BenchConfig(repeats=args.repeats, warmup_docs=args.warmup, latency_docs=args.latency_docs,
+                      slice_docs=args.slice_docs)
     results = run_bench(systems, dev, {"maccrobat-dev": dev}, cfg)
+    results["command"] = "python experiments/bench_runtime.py " + " ".join(sys.argv[1:])
     paths = write_report(results, args.out, reference=args.reference)
     for row in results["systems"]:
         print(f"{row['name']:40s} {row['speed']['notes_per_s']:8.2f} notes/s  "
               f"relaxed F1 {row['f1']['maccrobat-dev']['relaxed']['micro']['f1']:.3f}")
-    print(json.dumps(results.get("ratios", {}), indent=2))
+    print("notes/s over torch:", json.dumps(results["speedups"]))
     print("wrote", ", ".join(str(p) for p in paths.values()))
 
 
@@ -121,6 +123,7 @@ def main() -> None:
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--warmup", type=int, default=2)
     b.add_argument("--latency-docs", type=int, default=10)
+    b.add_argument("--slice-docs", type=int, default=5)
     b.add_argument("--reference", default=None)
     args = ap.parse_args()
     {"train": train, "check": check, "bench": bench}[args.step](args)
