@@ -196,7 +196,11 @@ def sources_for(config: str, rxnorm: str | os.PathLike | None = None,
         else:
             raise LexiconError(f"unknown lexicon part {part!r} in {config!r}; known: open, rxnorm, snomed, {', '.join(by_name)}")
     names = [s.name for s in out]
-    return [s for i, s in enumerate(out) if s.name not in names[:i]]
+    out = [s for i, s in enumerate(out) if s.name not in names[:i]]
+    if "clinical" not in names:  # the analyte/vital-sign filter applies to every configuration
+        path = VENDORED["clinical"]
+        out.append(Source("filter", (path,), lambda: (t for t in clinical_terms(path) if t.label == "IGNORE")))
+    return out
 
 
 # --- filtering and conflicts -------------------------------------------------------------
@@ -215,7 +219,9 @@ _CHEMICAL = re.compile(r"\d.*[,\[\]]|\(\s*[RS]\s*\)|^\d|[\[\]{}]")
 _ACRONYM = re.compile(r"^[A-Z0-9][A-Z0-9&/-]{1,6}s?$")
 
 # Which label wins when several sources claim one key; the curated vocabulary overrides all.
-SOURCE_PRIORITY = {"clinical": 0, "rxnorm": 1, "snomed": 1, "doid": 2, "symp": 3, "drugbank": 3, "fda": 3, "hpo": 4}
+# Drug lists come after the disease and symptom ontologies: their brand names include ordinary
+# words and finding names ("Cough", "Seizures" are OTC product names).
+SOURCE_PRIORITY = {"clinical": 0, "filter": 0, "snomed": 1, "doid": 2, "symp": 3, "rxnorm": 3, "drugbank": 3, "fda": 3, "hpo": 4}
 
 
 def keep_term(term: Term, stop: frozenset[str]) -> tuple[str, str | None] | None:
@@ -227,10 +233,10 @@ def keep_term(term: Term, stop: frozenset[str]) -> tuple[str, str | None] | None
     """
     text = term.text.strip()
     key = normalize(text)
-    if not key or term.source != "clinical" and key in stop:
+    if not key or term.source not in ("clinical", "filter") and key in stop:
         return None
     ntok = len(key.split())
-    if term.source == "clinical":
+    if term.source in ("clinical", "filter"):
         return key, (" ".join(text.split()) if _ACRONYM.match(text) else None)
     if len(key) < 3 or ntok > MAX_TOKENS or not re.search(r"[a-z]{2}", key) or key.startswith(_NOT_MENTIONS):
         return None
@@ -249,7 +255,7 @@ _SIGN_WORD = re.compile(r"^(hyper|hypo)\w*(emia|tension|glycemia)$|^\w+(penia|cy
 
 
 def relabel(term: Term, key: str) -> str:
-    if term.label == DISEASE and term.source != "clinical" and _SIGN_WORD.match(key):
+    if term.label == DISEASE and term.source not in ("clinical", "filter") and _SIGN_WORD.match(key):
         return SYMPTOM
     return term.label
 
