@@ -94,3 +94,10 @@ def test_maccrobat_quality(open_teacher, maccrobat):
     exact = score(maccrobat, preds, pred_layer="pred", match="exact", bootstrap=0)
     assert relaxed.micro.f1 >= 0.55 and exact.micro.f1 >= 0.45
     assert all(s.f1 > 0.40 for s in relaxed.labels.values()), relaxed.labels
+
+
+def test_open_lexicon_ignores_report_words_and_measurements(open_teacher):
+    text = ("Today, creatinine and blood pressure were normal (Fig. 2). "
+            "CT showed a mass; she received antibiotics for pneumonia with cough.")
+    got = [(s.text, s.label) for s in open_teacher.label_text(text)]
+    assert got == [("mass", "SYMPTOM"), ("antibiotics", "MEDICATION"), ("pneumonia", "DISEASE"), ("cough", "SYMPTOM")]
