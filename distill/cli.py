@@ -465,6 +465,26 @@ def export(
     console.print(f"export → {rep.out_dir} ({rep.seconds} s)")
 
 
+def _command_line(ctx: typer.Context) -> str:
+    """The running verb with its effective options, so a results file says how to redo it."""
+    import shlex
+
+    parts = ["distill", ctx.info_name or ""]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value is None or value == [] or value == ():
+            continue
+        flag = param.opts[0] if param.opts else f"--{param.name}"
+        if isinstance(value, bool):
+            secondary = getattr(param, "secondary_opts", None) or []
+            if value or secondary:
+                parts.append(flag if value else secondary[0])
+            continue
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            parts += [flag, shlex.quote(str(v))]
+    return " ".join(parts)
+
+
 def _gold_sets(specs: list[str], data_dir: Optional[Path]) -> dict:
     """``corpus[:split]`` or a path, each loaded once under its spec as the name."""
     from distill.corpora import parse_split
@@ -485,6 +505,7 @@ def _gold_sets(specs: list[str], data_dir: Optional[Path]) -> dict:
 
 @app.command()
 def bench(
+    ctx: typer.Context,
     model: list[Path] = typer.Option([], help="Student directory (repeatable); its torch model and ONNX exports "
                                                "in <model>/onnx are benchmarked side by side."),
     teacher: list[str] = typer.Option([], help="Teacher spec (repeatable), e.g. ontology:open."),
@@ -509,8 +530,6 @@ def bench(
 ) -> None:
     """Benchmark teachers and students on the same notes: F1, notes/s, latency, memory, size, $/1k notes."""
     import json
-    import shlex
-    import sys
 
     from distill.bench import BenchConfig, BenchError, run_bench, student_systems, teacher_system
     from distill.cost import CostError, Prices
@@ -543,7 +562,7 @@ def bench(
         results = run_bench(systems, docs, golds, cfg)
     except (BenchError, CostError, ValueError) as e:
         fail(str(e))
-    results["command"] = "distill " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    results["command"] = _command_line(ctx)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     for r in results["systems"]:
