@@ -121,3 +121,28 @@ def test_bench_refuses_what_it_cannot_measure(exported):  # noqa: F811
         run_bench([broken], [Document("a", "fever")], None)
     with pytest.raises(BenchError, match="not a student model directory"):
         student_systems(model / "onnx" / "nowhere")
+
+
+def test_cli_bench_writes_results_and_report(tmp_path, exported):  # noqa: F811
+    import json
+
+    from typer.testing import CliRunner
+
+    from distill.cli import app
+
+    model = exported[0]
+    gold = tmp_path / "gold.jsonl"
+    text = "Aspirin was given for chest pain and fever."
+    ents = [{"start": 0, "end": 7, "label": "MEDICATION", "text": "Aspirin"},
+            {"start": 22, "end": 32, "label": "SYMPTOM", "text": "chest pain"}]
+    gold.write_text("".join(json.dumps({"id": f"n{i}", "text": text, "entities": ents}) + "\n" for i in range(3)))
+    out = tmp_path / "bench"
+    res = CliRunner().invoke(app, ["bench", "--model", str(model), "--gold", str(gold), "--out", str(out),
+                                   "--repeats", "1", "--warmup", "0", "--latency-docs", "1", "--cpu-hourly", "0.2"])
+    assert res.exit_code == 0, res.output
+    data = json.loads((out / "results.json").read_text())
+    assert data["command"].startswith("distill bench") and len(data["systems"]) == 3
+    assert all(r["cost"]["hourly_usd"] == 0.2 for r in data["systems"])
+    assert (out / "report.html").is_file() and data["report"]["reference"] == "m (torch)"
+    res = CliRunner().invoke(app, ["bench", "--gold", str(gold)])
+    assert res.exit_code == 2 and "nothing to benchmark" in res.output
