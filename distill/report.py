@@ -113,13 +113,15 @@ def _short(name: str, width: int = 34) -> str:
 
 def plot_f1_vs_cost(results: Mapping[str, Any], gold: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in results["systems"]:
+    markers = "osD^vP*Xh<>"
+    for i, r in enumerate(results["systems"]):
         m, c = _micro(r, gold, "relaxed"), _cost(r)
         if not m or not c:
             continue
         lo, hi = m.get("f1_ci") or (m["f1"], m["f1"])
-        ax.errorbar([c], [m["f1"]], yerr=[[m["f1"] - lo], [hi - m["f1"]]], fmt="o", capsize=3)
-        ax.annotate(_short(r["name"], 28), (c, m["f1"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.errorbar([c], [m["f1"]], yerr=[[m["f1"] - lo], [hi - m["f1"]]], fmt=markers[i % len(markers)],
+                    capsize=3, label=_short(r["name"]))  # a legend, not annotations: close points overlap
+    ax.legend(fontsize=7, loc="best")
     ax.set_xscale("log")
     ax.set_xlabel("$ per 1,000 notes (log scale)")
     ax.set_ylabel(f"relaxed micro F1 ({gold}, 95% CI)")
