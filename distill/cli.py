@@ -342,13 +342,14 @@ def train(
     gold_lr: float = typer.Option(5e-5, help="Learning rate of the gold stage."),
     test: Optional[str] = typer.Option(None, help="Held-back gold scored once at the end (training card only)."),
     labels: str = typer.Option(DEFAULT_LABEL_LIST, help="Comma-separated label set."),
-    epochs: float = typer.Option(10.0),
+    epochs: float = typer.Option(3.0, help="Passes over the training windows (early stopping may end sooner)."),
     max_steps: int = typer.Option(-1, help="Cap on optimizer steps (-1: no cap)."),
     batch_size: int = typer.Option(16),
     grad_accum: int = typer.Option(1, help="Gradient accumulation steps."),
-    lr: float = typer.Option(1e-4, help="Learning rate."),
-    max_length: int = typer.Option(256, help="Window length in tokens (incl. special tokens)."),
-    stride: int = typer.Option(32, help="Token overlap between consecutive windows."),
+    lr: float = typer.Option(2e-4, help="Learning rate of the pretrained encoder."),
+    head_lr_mult: float = typer.Option(50.0, help="The new classification head learns this many times faster."),
+    max_length: int = typer.Option(128, help="Window length in tokens (incl. special tokens)."),
+    stride: int = typer.Option(16, help="Token overlap between consecutive windows."),
     patience: int = typer.Option(3, help="Early-stopping patience in evaluations (epochs)."),
     seed: int = typer.Option(42),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's choice)."),
@@ -381,7 +382,7 @@ def train(
             fail(str(e))
     cfg = TrainConfig(base_model=base_model, labels=tuple(_csv(labels)), max_length=max_length, stride=stride,
                       epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
-                      learning_rate=lr, loss=loss, temperature=temperature, kd_alpha=kd_alpha, patience=patience,
+                      learning_rate=lr, head_lr_multiplier=head_lr_mult, loss=loss, temperature=temperature, kd_alpha=kd_alpha, patience=patience,
                       seed=seed, gold_epochs=gold_epochs if gold_docs else 0.0, gold_learning_rate=gold_lr)
     data = {"train": train_data, "dev": dev, "gold_stage": gold, "test": test,
             "soft_targets": str(soft or soft_targets_path(train_data)) if loss == "kd" else None}

@@ -41,6 +41,7 @@ RUN_CONFIG = "run_config.json"
 CARD_JSON = "training_card.json"
 CARD_MD = "training_card.md"
 LOSSES = ("ce", "kd")
+HEAD_MODULES = ("classifier",)  # the token-classification head of BERT, RoBERTa, MPNet, DeBERTa
 
 
 class TrainingDataError(ValueError):
@@ -53,13 +54,14 @@ class TrainConfig:
 
     base_model: str = "minilm"
     labels: tuple[str, ...] = DEFAULT_LABELS
-    max_length: int = 256
-    stride: int = 32
-    epochs: float = 10.0
+    max_length: int = 128
+    stride: int = 16
+    epochs: float = 3.0
     max_steps: int = -1
     batch_size: int = 16
     grad_accum: int = 1
-    learning_rate: float = 1e-4
+    learning_rate: float = 2e-4
+    head_lr_multiplier: float = 50.0
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     loss: str = "ce"
@@ -243,9 +245,31 @@ def _trainer_class() -> type:
         loss_is_scaled_for_ga = False  # our loss is a per-batch mean: let Trainer divide by GA steps
 
         def __init__(self, *a: Any, loss: str = "ce", temperature: float = 1.0, kd_alpha: float = 1.0,
-                     span_eval: Any = None, **kw: Any):
+                     span_eval: Any = None, head_lr_multiplier: float = 1.0, **kw: Any):
             super().__init__(*a, **kw)
             self.loss_kind, self.temperature, self.kd_alpha, self.span_eval = loss, temperature, kd_alpha, span_eval
+            self.head_lr_multiplier = head_lr_multiplier
+
+        def create_optimizer(self, model: Any = None) -> Any:
+            """The Trainer's AdamW, with the randomly initialised head in its own group at
+            ``head_lr_multiplier`` x the learning rate: on a CPU budget of a few hundred steps
+            the head otherwise lags the pretrained body and the student sits at "all O"."""
+            opt = super().create_optimizer(model)
+            if self.head_lr_multiplier == 1.0 or getattr(self, "_head_group_done", False):
+                return opt
+            named = (model if model is not None else self.model).named_parameters()
+            head_ids = {id(p) for n, p in named if n.split(".")[0] in HEAD_MODULES}
+            extra = []
+            for g in opt.param_groups:
+                head = [p for p in g["params"] if id(p) in head_ids]
+                if head:
+                    g["params"] = [p for p in g["params"] if id(p) not in head_ids]
+                    extra.append({**{k: v for k, v in g.items() if k != "params"}, "params": head,
+                                  "lr": g["lr"] * self.head_lr_multiplier})
+            for g in extra:
+                opt.add_param_group(g)
+            self._head_group_done = True
+            return opt
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
@@ -350,6 +374,7 @@ def _run_stage(model: Any, tokenizer: Any, feats: list[dict[str, Any]], ckpt_dir
         model=model, args=args, train_dataset=feats, eval_dataset=feats[:1] if dev_docs else None,
         data_collator=Collator(pad_id), callbacks=callbacks,
         loss=loss, temperature=cfg.temperature, kd_alpha=cfg.kd_alpha, span_eval=span_eval,
+        head_lr_multiplier=cfg.head_lr_multiplier,
     )
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
     if last:
@@ -528,7 +553,8 @@ def render_card(card: Mapping[str, Any]) -> str:
         f"spans per label: {card['data']['features']['spans']}; overlaps dropped: "
         f"{card['data']['features']['overlaps_resolved']}; spans widened to word edges: {card['data']['features']['misaligned']}",
         f"- hyper-parameters: max_length={hp['max_length']}, stride={hp['stride']}, epochs={hp['epochs']}, "
-        f"max_steps={hp['max_steps']}, batch={hp['batch_size']}x{hp['grad_accum']}, lr={hp['learning_rate']}, "
+        f"max_steps={hp['max_steps']}, batch={hp['batch_size']}x{hp['grad_accum']}, lr={hp['learning_rate']} "
+        f"(head x{hp.get('head_lr_multiplier', 1)}), "
         f"warmup={hp['warmup_ratio']}, weight_decay={hp['weight_decay']}, patience={hp['patience']}, seed={hp['seed']}"
         + (f", gold stage: {hp['gold_epochs']} epochs at lr={hp['gold_learning_rate']}" if hp["gold_epochs"] else ""),
         f"- wall time: {card['wall_seconds']} s on {card['torch_threads']} torch threads; versions: {card['versions']}",

@@ -36,7 +36,7 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-TINY = dict(max_length=64, stride=16, batch_size=8, learning_rate=3e-3, warmup_ratio=0.0)
+TINY = dict(max_length=64, stride=16, batch_size=8, learning_rate=3e-3, head_lr_multiplier=5.0, warmup_ratio=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +209,18 @@ def test_offline_default_base_model_is_the_verified_minilm(monkeypatch, tmp_path
     monkeypatch.setattr(base_models, "_verified", {})
     with pytest.raises(base_models.BaseModelError, match="SHA-256"):
         base_models.resolve_base_model("minilm")
+
+
+def test_new_head_gets_its_own_learning_rate(tmp_path, docs):
+    from students.train import _trainer_class, _training_args
+
+    model, tok = tiny_factory(len(TAGS), dict(enumerate(TAGS)), {t: i for i, t in enumerate(TAGS)})
+    feats, _ = build_features(docs[:1], tok, DEFAULT_LABELS, "gold", 64, 16)
+    args = _training_args(tmp_path, TrainConfig(**TINY), 1e-3, 1.0, False, False)
+    trainer = _trainer_class()(model=model, args=args, train_dataset=feats, data_collator=Collator(0),
+                               head_lr_multiplier=10.0)
+    opt = trainer.create_optimizer()
+    lr = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert lr[id(model.classifier.weight)] == pytest.approx(1e-2)
+    assert lr[id(model.bert.embeddings.word_embeddings.weight)] == pytest.approx(1e-3)
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
