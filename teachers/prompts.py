@@ -188,8 +188,8 @@ class PromptBuilder:
             out = f'Answer with a JSON object {{"entities": [...]}} whose items have {fields}. If there are none, answer {{"entities": []}}.'
         else:
             out = (
-                "Answer with one line per mention, written as LABEL: mention — for example "
-                f"\"{self.labels[0]}: ...\". Write nothing else. If there are none, answer NONE."
+                "Write one line per mention in the form LABEL: words copied from the note. "
+                f"Labels: {', '.join(self.labels)}. Write nothing else; if there is no mention, write NONE."
             )
         return (
             "You annotate clinical notes for named entities. Entity types:\n"
