@@ -1,10 +1,10 @@
 """A dated price table for LLM teachers, and the ledger arithmetic built on it.
 
 Prices change; a cost figure is only meaningful next to the date of the price it used, so
-every entry names its source page and the date the price took effect. The figures were
-supplied with the project's teacher issue and match the vendors' published list prices at
-those dates; this build machine has no internet, so they were not re-checked online —
-update the table (and ``TABLE_DATE``) rather than trusting an old figure.
+every entry names its source page and the date the price took effect (the model's launch
+or price-change date). The figures are the list prices given in the project's teacher issue;
+this build machine has no internet, so they were not re-checked against the pages on
+``TABLE_DATE`` — update the table rather than trusting an old figure.
 
 Models served on this machine (``local:``, a loopback vLLM / llama.cpp server) cost no
 dollars; an unknown remote model raises :class:`UnknownPrice` instead of silently
