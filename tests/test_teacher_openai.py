@@ -278,3 +278,15 @@ def test_timeouts_are_retried_then_reported(server, teacher_for):
     assert isinstance(results[0], LabelFailure) and "Timeout" in results[0].reason
     assert "gave up after 2 attempts" in results[0].reason
     assert as_tuples(results[1]) == expected(NOTE2)
+
+
+def test_price_table_is_dated_sourced_and_matches_snapshots():
+    for model, (i, o) in {"gpt-4o": (2.50, 10.00), "gpt-4o-mini": (0.15, 0.60), "o1-mini": (3.00, 12.00),
+                          "gemini-2.0-flash": (0.10, 0.40)}.items():
+        p = cost.price_for(model)
+        assert (p.input_per_1m, p.output_per_1m) == (i, o) and p.source.startswith("https://") and p.effective[:2] == "20"
+    assert cost.price_for("gpt-4o-mini-2024-07-18").model == "gpt-4o-mini"  # not billed as gpt-4o
+    assert cost.price_for("openai:gpt-4o-2024-08-06").model == "gpt-4o"
+    assert cost.dollars("gpt-4o", 1_000_000, 1_000_000) == pytest.approx(12.50)
+    assert cost.dollars("gpt-4o", 1_000_000, 1_000_000, batch=True) == pytest.approx(6.25)
+    assert cost.price_for("local:anything").input_per_1m == 0
