@@ -82,12 +82,13 @@ def check(args: argparse.Namespace) -> None:
 
 
 def bench(args: argparse.Namespace) -> None:
-    from distill.bench import BenchConfig, run_bench, student_systems
+    from distill.bench import BenchConfig, run_bench, student_systems, teacher_system
     from distill.corpora import load_corpus
     from distill.report import write_report
 
     dev = load_corpus("maccrobat", args.data_dir, split="dev")
-    systems = student_systems(args.model, onnx_dir=args.onnx, threads=args.threads)
+    systems = [teacher_system(t) for t in args.teacher]
+    systems += student_systems(args.model, onnx_dir=args.onnx, threads=args.threads)
     cfg = BenchConfig(repeats=args.repeats, warmup_docs=args.warmup, latency_docs=args.latency_docs,
                       slice_docs=args.slice_docs)
     results = run_bench(systems, dev, {"maccrobat-dev": dev}, cfg)
@@ -97,6 +98,7 @@ def bench(args: argparse.Namespace) -> None:
         print(f"{row['name']:40s} {row['speed']['notes_per_s']:8.2f} notes/s  "
               f"relaxed F1 {row['f1']['maccrobat-dev']['relaxed']['micro']['f1']:.3f}")
     print("notes/s over torch:", json.dumps(results["speedups"]))
+    print("load average before / after:", results["machine"]["load_average"], results["load_average_after"])
     print("wrote", ", ".join(str(p) for p in paths.values()))
 
 
@@ -125,6 +127,7 @@ def main() -> None:
     b.add_argument("--latency-docs", type=int, default=10)
     b.add_argument("--slice-docs", type=int, default=5)
     b.add_argument("--reference", default=None)
+    b.add_argument("--teacher", action="append", default=[], help="teacher spec to include, e.g. ontology:open")
     args = ap.parse_args()
     {"train": train, "check": check, "bench": bench}[args.step](args)
 
