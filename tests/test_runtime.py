@@ -51,6 +51,19 @@ def test_length_bucketing_does_not_change_predictions(exported):  # noqa: F811
         assert all(text[s.start : s.end] == s.text for s in spans)
 
 
+def test_int8_spans_do_not_depend_on_the_other_notes(exported):  # noqa: F811
+    """Dynamic int8 scales activations per batch; batching per note keeps a note's spans its own."""
+    from students.runtime import OnnxPredictor
+
+    _, out, _ = exported
+    p = OnnxPredictor(out / "model.int8.onnx", batch_size=16)
+    assert p.quantized and not OnnxPredictor(out / "model.onnx").quantized
+    key = lambda res: [[(s.start, s.end, s.label) for s in d] for d in res]  # noqa: E731
+    together = key(p.predict_texts(TEXTS))
+    assert together == key(p.predict_texts(TEXTS[::-1]))[::-1]
+    assert together == [key(p.predict_texts([t]))[0] for t in TEXTS]
+
+
 def test_threads_and_providers_are_configurable(exported):  # noqa: F811
     from students.runtime import OnnxPredictor
 
