@@ -350,7 +350,8 @@ def train(
     head_lr_mult: float = typer.Option(50.0, help="The new classification head learns this many times faster."),
     max_length: int = typer.Option(128, help="Window length in tokens (incl. special tokens)."),
     stride: int = typer.Option(16, help="Token overlap between consecutive windows."),
-    patience: int = typer.Option(3, help="Early-stopping patience in evaluations (epochs)."),
+    patience: int = typer.Option(3, help="Early-stopping patience in evaluations."),
+    eval_steps: int = typer.Option(0, help="Evaluate on dev and checkpoint every N steps (0: once per epoch)."),
     seed: int = typer.Option(42),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's choice)."),
     keep_checkpoints: bool = typer.Option(False, help="Keep <out>/checkpoints after a successful run."),
@@ -382,7 +383,8 @@ def train(
             fail(str(e))
     cfg = TrainConfig(base_model=base_model, labels=tuple(_csv(labels)), max_length=max_length, stride=stride,
                       epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
-                      learning_rate=lr, head_lr_multiplier=head_lr_mult, loss=loss, temperature=temperature, kd_alpha=kd_alpha, patience=patience,
+                      learning_rate=lr, head_lr_multiplier=head_lr_mult, loss=loss, temperature=temperature,
+                      kd_alpha=kd_alpha, patience=patience, eval_steps=eval_steps,
                       seed=seed, gold_epochs=gold_epochs if gold_docs else 0.0, gold_learning_rate=gold_lr)
     data = {"train": train_data, "dev": dev, "gold_stage": gold, "test": test,
             "soft_targets": str(soft or soft_targets_path(train_data)) if loss == "kd" else None}

@@ -8,9 +8,11 @@ With one-hot targets and T = 1 the KD term *is* the CE, which the tests check.
 
 CPU-friendly by default: windows of ``max_length`` tokens padded per batch (dynamic padding),
 batches grouped by length, gradient accumulation, an optional ``max_steps`` cap, one evaluation per
-epoch on the gold dev set (relaxed span F1, the metric early stopping watches), fixed seeds.
-Checkpoints go to ``<out>/checkpoints``; running the same command again resumes from the latest
-one. An optional second stage fine-tunes on a small gold set (``<out>/checkpoints-gold``).
+epoch (or every ``eval_steps``) on the gold dev set (relaxed span F1, the metric early stopping
+watches), fixed seeds, and the new head at ``head_lr_multiplier`` x the learning rate (see
+``create_optimizer``). Checkpoints go to ``<out>/checkpoints`` at each evaluation (each epoch, or
+every ``eval_steps`` for long epochs); running the same command again resumes from the latest one.
+An optional second stage fine-tunes on a small gold set (``<out>/checkpoints-gold``).
 
 The output directory is a standard HF model dir (config with id2label/label2id, weights,
 tokenizer.json) plus ``labels.json`` and ``training_card.json`` / ``training_card.md``.
@@ -68,6 +70,7 @@ class TrainConfig:
     temperature: float = 1.0
     kd_alpha: float = 1.0
     patience: int = 3
+    eval_steps: int = 0  # 0: evaluate and checkpoint once per epoch; N: every N optimizer steps
     seed: int = 42
     gold_epochs: float = 0.0
     gold_learning_rate: float = 5e-5
@@ -331,9 +334,11 @@ def _training_args(out: Path, cfg: TrainConfig, lr: float, epochs: float, has_de
         max_steps=cfg.max_steps,
         lr_scheduler_type="linear",
         logging_steps=10,
-        save_strategy="epoch",
+        save_strategy="steps" if cfg.eval_steps else "epoch",
+        save_steps=cfg.eval_steps or 500,
         save_total_limit=2,
-        eval_strategy="epoch" if has_dev else "no",
+        eval_strategy=("steps" if cfg.eval_steps else "epoch") if has_dev else "no",
+        eval_steps=cfg.eval_steps or None,
         load_best_model_at_end=has_dev,
         metric_for_best_model="relaxed_f1" if has_dev else None,
         greater_is_better=True,

@@ -224,3 +224,12 @@ def test_new_head_gets_its_own_learning_rate(tmp_path, docs):
     assert lr[id(model.classifier.weight)] == pytest.approx(1e-2)
     assert lr[id(model.bert.embeddings.word_embeddings.weight)] == pytest.approx(1e-3)
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+
+
+def test_long_epochs_can_checkpoint_every_n_steps(tmp_path):
+    from students.train import _training_args
+
+    args = _training_args(tmp_path, TrainConfig(eval_steps=50, **TINY), 1e-3, 1.0, True, False)
+    assert (args.save_strategy, args.save_steps, args.eval_strategy, args.eval_steps) == ("steps", 50, "steps", 50)
+    args = _training_args(tmp_path, TrainConfig(**TINY), 1e-3, 1.0, True, False)
+    assert (args.save_strategy, args.eval_strategy) == ("epoch", "epoch") and args.load_best_model_at_end
