@@ -1,6 +1,6 @@
 """``Student``: the autodistill-style face of the student package.
 
-    student = Student.train(silver_docs, "runs/x", base="minilm", dev=dev_docs, epochs=5)
+    student = Student.train(silver_docs, out="runs/x", base="minilm", dev=dev_docs, epochs=5)
     student = Student.load("runs/x")
     docs = student.predict(notes)              # copies with a "pred" layer
     student.export("runs/x/onnx", int8=True)   # ONNX (+ int8) via students.export
@@ -30,7 +30,7 @@ class Student:
         self._predictor: Any = None
 
     @classmethod
-    def train(cls, docs: Sequence[Document], out: str | os.PathLike, base: str = "minilm",
+    def train(cls, docs: Sequence[Document], out: str | os.PathLike = "runs/student", base: str = "minilm",
               dev: Sequence[Document] | None = None, layer: str | None = None, soft: Any = None,
               gold: Sequence[Document] | None = None, progress: bool = True, **hyper: Any) -> "Student":
         """Train on ``docs`` (layer ``silver`` or ``gold``); ``hyper`` are ``TrainConfig`` fields."""

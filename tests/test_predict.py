@@ -103,6 +103,14 @@ def test_student_facade(trained, corpus):
     assert isinstance(load_predictor(trained), TorchPredictor)
 
 
+def test_student_train_facade(tmp_path, tiny_base, corpus):
+    train, _ = corpus
+    st = Student.train(train[:2], out=tmp_path / "s", base=str(tiny_base), max_steps=2, max_length=64, stride=16,
+                       progress=False)
+    assert st.card["hyper_parameters"]["max_steps"] == 2 and st.labels == ["MEDICATION", "DISEASE", "SYMPTOM"]
+    assert len(st.predict(train[:1])) == 1
+
+
 def test_bad_model_dirs(tmp_path, trained):
     with pytest.raises(FileNotFoundError):
         load_predictor(tmp_path / "nowhere")
