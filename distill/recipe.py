@@ -76,7 +76,10 @@ class BenchConfig(Strict):
     max_docs: Optional[int] = Field(None, ge=1)
     reference: Optional[str] = Field(None, description="Teacher the ratios are computed against (default: the first).")
     torch: bool = True
-    options: dict[str, Any] = Field(default_factory=dict)
+    cpu_price: Optional[str | float] = Field(None, description="Machine key from distill.cost or $/hour for CPU systems.")
+    gpu_price: Optional[str | float] = Field(None, description="Machine key or $/hour for GPU systems.")
+    batch_api: bool = Field(False, description="Bill API teachers at Batch API prices (50% off).")
+    options: dict[str, Any] = Field(default_factory=dict, description="Other distill.bench.BenchConfig fields (repeats, ...).")
 
 
 class ReportConfig(Strict):

@@ -249,6 +249,7 @@ class Run:
 
     def step_bench(self) -> tuple[list[Path], dict[str, Any]]:
         from distill.bench import BenchConfig, run_bench, student_systems, teacher_system
+        from distill.cost import Prices
 
         r = self.recipe
         systems = [teacher_system(t.spec, allow_external=r.allow_external_api, **r.teacher_options(t)) for t in r.teachers]
@@ -261,7 +262,8 @@ class Run:
             gold_sets[f"{src.corpus}:{src.split or 'all'}"] = list(read_jsonl(self.gold_path(key)))
         first = next(iter(gold_sets.values()))
         docs = [Document(d.id, d.text, d.meta) for d in first][: r.bench.max_docs]
-        cfg = BenchConfig(labels=tuple(r.labels), progress=self.progress, **r.bench.options)
+        prices = Prices.from_options(r.bench.cpu_price, r.bench.gpu_price, r.bench.batch_api)
+        cfg = BenchConfig(labels=tuple(r.labels), progress=self.progress, prices=prices, **r.bench.options)
         results = run_bench(systems, docs, gold_sets, cfg)
         results["recipe"] = {"name": r.name, "teachers": [t.spec for t in r.teachers], "aggregate": r.aggregate.method,
                              "targets": r.student.targets, "base_model": r.student.base_model,
