@@ -29,9 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
-from distill.documents import DEFAULT_LABELS, GOLD, Document, Span
+from distill.documents import DEFAULT_LABELS, GOLD, Document
 from students import tagging
 from students.base_models import MINILM_SHA256, minilm_dir, resolve_base_model
 
@@ -369,12 +367,13 @@ def _run_stage(model: Any, tokenizer: Any, feats: list[dict[str, Any]], ckpt_dir
     from transformers.trainer_utils import get_last_checkpoint
 
     args = _training_args(ckpt_dir, cfg, lr, epochs, bool(dev_docs), progress)
-    span_eval = None
     callbacks = list(extra_callbacks)
     if dev_docs:
-        def span_eval(m: Any) -> dict[str, Any]:
-            return span_scores(m, tokenizer, dev_docs, cfg.labels, cfg.max_length, cfg.stride, pad_id, cfg.eval_batch_size)
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.patience))
+
+    def span_eval(m: Any) -> dict[str, Any]:
+        return span_scores(m, tokenizer, dev_docs or [], cfg.labels, cfg.max_length, cfg.stride, pad_id, cfg.eval_batch_size)
+
     trainer = _trainer_class()(
         model=model, args=args, train_dataset=feats, eval_dataset=feats[:1] if dev_docs else None,
         data_collator=Collator(pad_id), callbacks=callbacks,
