@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -19,17 +20,23 @@ MANIFEST = "manifest.json"
 _VERSIONED = ("clinical-distill", "torch", "transformers", "onnxruntime", "tokenizers")
 
 
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 of one file, read in blocks (model weights do not fit comfortably in memory twice)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def file_hash(path: Path) -> str:
     """SHA-256 of a file, or of a folder's files (names + contents, sorted)."""
+    if not path.is_dir():
+        return sha256_file(path)
     h = hashlib.sha256()
-    if path.is_dir():
-        for p in sorted(q for q in path.rglob("*") if q.is_file() and q.name != MANIFEST):
-            h.update(str(p.relative_to(path)).encode())
-            h.update(file_hash(p).encode())
-        return h.hexdigest()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+    for p in sorted(q for q in path.rglob("*") if q.is_file() and q.name != MANIFEST):
+        h.update(str(p.relative_to(path)).encode())
+        h.update(sha256_file(p).encode())
     return h.hexdigest()
 
 

@@ -11,9 +11,10 @@
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from pathlib import Path
+
+from distill.manifest import sha256_file
 
 OFFLINE_DEFAULT = "minilm"
 ONLINE_DEFAULT = "dmis-lab/biobert-base-cased-v1.2"
@@ -28,13 +29,6 @@ _verified: dict[Path, str] = {}
 class BaseModelError(RuntimeError):
     """The requested base model cannot be found or failed its integrity check."""
 
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def minilm_dir(verify: bool = True) -> Path:

@@ -38,7 +38,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from students import tagging
-from students.runtime import EXPORT_CARD, INT8_FILE, ONNX_FILE, OnnxPredictor, sha256_file
+from distill.manifest import sha256_file
+from students.runtime import EXPORT_CARD, INT8_FILE, ONNX_FILE, OnnxPredictor
 
 log = logging.getLogger(__name__)
 

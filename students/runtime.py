@@ -10,7 +10,6 @@ of notes are sorted by length and batched (length bucketing keeps padding small)
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from distill.documents import Document, Span
+from distill.manifest import sha256_file
 from students import tagging
 
 ONNX_FILE = "model.onnx"
@@ -30,13 +30,6 @@ PRED_LAYER = "pred"
 class OnnxModelError(ValueError):
     """An ONNX model (or its directory) that cannot be used: says which file and why."""
 
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resolve_onnx(path: str | os.PathLike, int8: bool = False) -> Path:
