@@ -19,7 +19,7 @@ from rich.table import Table
 
 from distill.documents import GOLD, SILVER, Document
 from distill.io.jsonl import read_jsonl, write_jsonl
-from distill.manifest import finish, stale_reason
+from distill.manifest import MANIFEST, finish, stale_reason
 from distill.recipe import DataSource, Recipe
 
 STEPS = ("notes", "label", "aggregate", "train", "train_human", "export", "bench", "report")
@@ -93,6 +93,7 @@ class Run:
         console.print(f"[bold]▶ {name}[/]: running ({reason})")
         started = time.time()
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / MANIFEST).unlink(missing_ok=True)  # a step killed from here on never looks finished
         outputs, summary = fn()
         m = finish(folder, name, config, inputs, outputs, started, summary)
         self.outcomes.append(StepOutcome(name, True, reason, m.seconds, summary))

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from distill.documents import Document, Span
+from distill.documents import Document
 from students import tagging
 
-PRED_LAYER = "pred"
+PRED_LAYER = tagging.PRED_LAYER
+
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -24,7 +25,7 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[i : i + size]
 
 
-class TorchPredictor:
+class TorchPredictor(tagging.WindowPredictor):
     """Batched inference with a ``transformers`` token classifier on CPU (or any torch device).
 
     Windows of all notes in a chunk are sorted by length before batching, so padding stays small.
@@ -77,26 +78,6 @@ class TorchPredictor:
         finally:
             self.model.train(was_training)
         return out  # type: ignore[return-value]
-
-    def predict_texts(self, texts: Sequence[str]) -> list[list[Span]]:
-        """Spans for each text (source = the model name)."""
-        results: list[list[Span]] = []
-        for chunk in _chunks(list(texts), self.docs_per_chunk):
-            encs = [tagging.encode_text(self.tokenizer, t, self.max_length, self.stride) for t in chunk]
-            flat = [w for e in encs for w in e.windows]
-            logits = self._logits(flat) if flat else []
-            k = 0
-            for text, enc in zip(chunk, encs):
-                n = len(enc.windows)
-                results.append(tagging.decode(enc, logits[k : k + n], self.tags, text, self.source) if n else [])
-                k += n
-        return results
-
-    def predict(self, docs: Iterable[Document], layer: str = PRED_LAYER) -> list[Document]:
-        """Copies of ``docs`` with the predictions as layer ``layer``."""
-        docs = list(docs)
-        spans = self.predict_texts([d.text for d in docs])
-        return [d.with_layers(**{layer: s}) for d, s in zip(docs, spans)]
 
 
 def load_predictor(path: str | os.PathLike, batch_size: int = 32, **kw: Any) -> Any:

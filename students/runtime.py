@@ -24,7 +24,7 @@ from students import tagging
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 EXPORT_CARD = "export.json"
-PRED_LAYER = "pred"
+PRED_LAYER = tagging.PRED_LAYER
 
 
 class OnnxModelError(ValueError):
@@ -95,7 +95,7 @@ def _graph_nodes(path: Path) -> list[Any]:
     return list(onnx.load(str(path), load_external_data=False).graph.node)
 
 
-class OnnxPredictor:
+class OnnxPredictor(tagging.WindowPredictor):
     """Spans for notes from an exported student; ``predict_texts`` / ``predict`` / ``label``
     mirror the torch predictor, so either can be benchmarked or deployed behind the same calls.
 
@@ -169,6 +169,7 @@ class OnnxPredictor:
             raise OnnxModelError(f"{self.path} predicts {out_shape[-1]} tags but {self.model_dir / 'labels.json'} "
                                  f"lists {len(self.tags)}: the model and labels.json come from different students")
         self.quantized = any(n.op_type in _DYNAMIC_QUANT_OPS for n in _graph_nodes(self.path))
+        self.per_note = self.quantized  # one note per batch: see the class docstring
         self.name = f"student-onnx:{self.path.parent.name}/{self.path.name}"
 
     def _config_pad_id(self) -> int:
@@ -191,31 +192,6 @@ class OnnxPredictor:
             for row, i in enumerate(idx):
                 out[i] = logits[row, : len(windows[i].input_ids)]
         return out  # type: ignore[return-value]
-
-    def predict_texts(self, texts: Sequence[str]) -> list[list[Span]]:
-        """Spans for each text, decoded exactly as the torch predictor does."""
-        results: list[list[Span]] = []
-        texts = list(texts)
-        for c in range(0, len(texts), self.docs_per_chunk):
-            chunk = texts[c : c + self.docs_per_chunk]
-            encs = [tagging.encode_text(self.tokenizer, t, self.max_length, self.stride) for t in chunk]
-            flat = [w for e in encs for w in e.windows]
-            if self.quantized:  # one note per batch: see the class docstring
-                logits = [x for e in encs for x in (self._logits(e.windows) if e.windows else [])]
-            else:
-                logits = self._logits(flat) if flat else []
-            k = 0
-            for text, enc in zip(chunk, encs):
-                n = len(enc.windows)
-                results.append(tagging.decode(enc, logits[k : k + n], self.tags, text, self.source) if n else [])
-                k += n
-        return results
-
-    def predict(self, docs: Iterable[Document], layer: str = PRED_LAYER) -> list[Document]:
-        """Copies of ``docs`` with the predictions as layer ``layer``."""
-        docs = list(docs)
-        spans = self.predict_texts([d.text for d in docs])
-        return [d.with_layers(**{layer: s}) for d, s in zip(docs, spans)]
 
     def label(self, docs: Iterable[Document]) -> Iterator[list[Span]]:
         """The teacher protocol's call shape (streaming, one span list per document)."""

@@ -42,7 +42,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from tokenizers import Tokenizer
 
-from distill.documents import Span
+from distill.documents import Document, Span
 
 OUTSIDE = "O"
 IGNORE_INDEX = -100
@@ -461,3 +461,51 @@ def read_labels_json(path: str | os.PathLike) -> dict[str, Any]:
     if data["tags"] != bio_tags(data["labels"]):
         raise TaggingError(f"{p}: tags {data['tags']} do not match labels {data['labels']}")
     return data
+
+
+PRED_LAYER = "pred"
+
+
+class WindowPredictor:
+    """The inference loop shared by the torch and ONNX predictors, so that both window and decode
+    notes identically by construction. A subclass sets ``tokenizer``, ``tags``, ``max_length``,
+    ``stride``, ``source``, ``docs_per_chunk`` and implements ``_logits(windows)`` (one array of
+    shape [len(window), n_tags] per window, in order). ``per_note`` runs each note's windows as
+    their own batch (dynamic int8 models scale activations per batch, so batching notes together
+    would make a note's spans depend on its neighbours)."""
+
+    tokenizer: Tokenizer
+    tags: Sequence[str]
+    max_length: int
+    stride: int
+    source: str = ""
+    docs_per_chunk: int = 64
+    per_note: bool = False
+
+    def _logits(self, windows: Sequence[Window]) -> Sequence[np.ndarray]:
+        raise NotImplementedError
+
+    def predict_texts(self, texts: Sequence[str]) -> list[list[Span]]:
+        """Spans for each text (source = the model name)."""
+        results: list[list[Span]] = []
+        texts = list(texts)
+        for c in range(0, len(texts), self.docs_per_chunk):
+            chunk = texts[c : c + self.docs_per_chunk]
+            encs = [encode_text(self.tokenizer, t, self.max_length, self.stride) for t in chunk]
+            if self.per_note:
+                logits = [x for e in encs for x in (self._logits(e.windows) if e.windows else [])]
+            else:
+                flat = [w for e in encs for w in e.windows]
+                logits = list(self._logits(flat)) if flat else []
+            k = 0
+            for text, enc in zip(chunk, encs):
+                n = len(enc.windows)
+                results.append(decode(enc, logits[k : k + n], self.tags, text, self.source) if n else [])
+                k += n
+        return results
+
+    def predict(self, docs: Iterable[Document], layer: str = PRED_LAYER) -> list[Document]:
+        """Copies of ``docs`` with the predictions as layer ``layer``."""
+        docs = list(docs)
+        spans = self.predict_texts([d.text for d in docs])
+        return [d.with_layers(**{layer: s}) for d, s in zip(docs, spans)]
