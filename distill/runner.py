@@ -103,11 +103,9 @@ class Run:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "recipe.json").write_text(json.dumps(r.model_dump(mode="json"), indent=2))
         self.step("notes", r.section_hash("data", "labels"), [], self.step_notes)
-        label_inputs = [self.notes_path] + ([self.gold_path("dev")] if r.data.dev else [])
-        self.step("label", r.section_hash("teachers", "labels"), label_inputs, self.step_label)
-        teacher_files = [self.teacher_out(t.spec) for t in r.teachers]
-        if r.data.dev and r.aggregate.method == "weighted":
-            teacher_files += [self.teacher_out(t.spec, "dev") for t in r.teachers]
+        parts = self._label_parts()
+        self.step("label", r.section_hash("teachers", "labels"), [src for _, src in parts], self.step_label)
+        teacher_files = [self.teacher_out(t.spec, part) for t in r.teachers for part, _ in parts]
         self.step("aggregate", r.section_hash("aggregate", "labels"), teacher_files, self.step_aggregate)
         dev = [self.gold_path("dev")] if r.data.dev else []
         self.step("train", r.section_hash("student", "labels", "seed"), [self.silver_path, *dev], self.step_train)
@@ -123,6 +121,15 @@ class Run:
             self.step("report", r.section_hash("report", "bench"), [self.dir("bench") / "results.json"], self.step_report)
         self.print_summary()
         return self.outcomes
+
+    def _label_parts(self) -> list[tuple[str, Path]]:
+        """What the teachers label: the notes, plus the gold dev texts when a weighted vote needs
+        each teacher's precision/recall there."""
+        r = self.recipe
+        parts = [("notes", self.notes_path)]
+        if r.data.dev and r.aggregate.method == "weighted":
+            parts.append(("dev", self.gold_path("dev")))
+        return parts
 
     def _model_dirs(self) -> list[Path]:
         dirs = [self.student_dir]
@@ -177,13 +184,11 @@ class Run:
 
         r = self.recipe
         outputs, summary = [], {}
-        parts = [("notes", self.notes_path)]
-        if r.data.dev and r.aggregate.method == "weighted":
-            parts.append(("dev", self.gold_path("dev")))
+        # teachers see text only, never the gold layer of the dev file
+        parts = [(part, [Document(d.id, d.text, d.meta) for d in read_jsonl(src)]) for part, src in self._label_parts()]
         for t in r.teachers:
             teacher = make_teacher(t.spec, allow_external=r.allow_external_api, **r.teacher_options(t))
-            for part, src in parts:
-                docs = [Document(d.id, d.text, d.meta) for d in read_jsonl(src)]
+            for part, docs in parts:
                 res = label_corpus(teacher, docs, self.teacher_out(t.spec, part), progress=self.progress)
                 if res.failed:
                     raise RuntimeError(f"teacher {t.spec} failed on {len(res.failed)} documents of {part} "
