@@ -271,16 +271,23 @@ def spans_to_word_tags(enc: EncodedText, spans: Sequence[Span], tags: Sequence[s
     return word_tags, misaligned
 
 
+def _first_subtokens(enc: EncodedText, w: Window) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in window ``w`` that hold a word's first sub-token, and those words' indices
+    (where word-level targets go; other sub-tokens are ignored by the loss)."""
+    idx = w.token_index
+    pos = np.nonzero(idx >= 0)[0]
+    tok = idx[pos]
+    first = enc.word_first_token[enc.word_of_token[tok]] == tok
+    return pos[first], enc.word_of_token[tok[first]]
+
+
 def window_label_ids(enc: EncodedText, word_tags: np.ndarray) -> list[np.ndarray]:
     """Per window: the word's tag on the first sub-token of each word, -100 elsewhere."""
     out = []
     for w in enc.windows:
         lab = np.full(len(w.input_ids), IGNORE_INDEX, np.int64)
-        idx = w.token_index
-        pos = np.nonzero(idx >= 0)[0]
-        tok = idx[pos]
-        first = enc.word_first_token[enc.word_of_token[tok]] == tok
-        lab[pos[first]] = word_tags[enc.word_of_token[tok[first]]]
+        pos, words = _first_subtokens(enc, w)
+        lab[pos] = word_tags[words]
         out.append(lab)
     return out
 
@@ -317,11 +324,8 @@ def window_soft_targets(enc: EncodedText, word_probs: np.ndarray) -> list[np.nda
     out = []
     for w in enc.windows:
         tgt = np.zeros((len(w.input_ids), word_probs.shape[1]), np.float32)
-        idx = w.token_index
-        pos = np.nonzero(idx >= 0)[0]
-        tok = idx[pos]
-        first = enc.word_first_token[enc.word_of_token[tok]] == tok
-        tgt[pos[first]] = word_probs[enc.word_of_token[tok[first]]]
+        pos, words = _first_subtokens(enc, w)
+        tgt[pos] = word_probs[words]
         out.append(tgt)
     return out
 
