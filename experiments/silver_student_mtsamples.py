@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 from distill import aggregate as agg  # noqa: E402
 from distill.corpora import hash_bucket, load_corpus  # noqa: E402
 from distill.io.jsonl import write_jsonl  # noqa: E402
-from distill.metrics import score  # noqa: E402
 from students.train import TrainConfig, train_student  # noqa: E402
+from train_gold_student import micro_scores as micro  # noqa: E402  (same folder)
 
 PARTS = ("clinical", "doid", "symp", "hpo", "drugbank", "fda", "open")
 
@@ -39,16 +39,6 @@ def label_all(docs: list, teachers: dict) -> list:
     out = []
     for d in docs:
         out.append(d.with_layers(**{name: list(next(t.label([d]))) for name, t in teachers.items()}))
-    return out
-
-
-def micro(gold: list, pred: list, layer: str) -> dict:
-    out = {}
-    for match in ("relaxed", "exact"):
-        rep = score(gold, pred, pred_layer=layer, match=match, bootstrap=1000)
-        out[match] = {"p": round(rep.micro.precision, 4), "r": round(rep.micro.recall, 4), "f1": round(rep.micro.f1, 4),
-                      "f1_ci": [round(x, 4) for x in rep.micro.f1_ci] if rep.micro.f1_ci else None,
-                      "per_label_f1": {k: round(v.f1, 4) for k, v in rep.labels.items()}}
     return out
 
 

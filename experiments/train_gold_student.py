@@ -27,7 +27,8 @@ from distill.metrics import score  # noqa: E402
 from students.train import TrainConfig, train_student  # noqa: E402
 
 
-def _scores(gold: list, pred: list, layer: str) -> dict:
+def micro_scores(gold: list, pred: list, layer: str) -> dict:
+    """Micro P/R/F1 (+CI, per-label F1), relaxed and exact, rounded for the results JSON."""
     out = {}
     for match in ("relaxed", "exact"):
         rep = score(gold, pred, pred_layer=layer, match=match, bootstrap=1000)
@@ -45,7 +46,7 @@ def ontology_scores(test: list) -> dict:
         t0 = time.time()
         teacher = make_teacher("ontology:open")
         preds = [d.with_layers(ontology=spans) for d, spans in zip(test, teacher.label(test))]
-        return {"teacher": teacher.name, "seconds": round(time.time() - t0, 1), **_scores(test, preds, "ontology")}
+        return {"teacher": teacher.name, "seconds": round(time.time() - t0, 1), **micro_scores(test, preds, "ontology")}
     except Exception as e:  # reported in the results, not hidden
         return {"error": f"{type(e).__name__}: {e}"}
 
@@ -92,7 +93,7 @@ def main() -> None:
                       "ids": sorted(x.id for x in d)} for s, d in splits.items()},
         "train_wall_seconds": round(wall, 1),
         "card": {k: res.card[k] for k in ("base_model", "hyper_parameters", "stages", "scores")},
-        "student_test": _scores(splits["test"], pred, "pred"),
+        "student_test": micro_scores(splits["test"], pred, "pred"),
         "ontology_test": ontology_scores(splits["test"]),
     }
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
