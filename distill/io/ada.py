@@ -16,9 +16,8 @@ from typing import Any, Iterator, Mapping
 
 from distill.documents import GOLD, Document, Span
 from distill.io.jsonl import FormatError
-from distill.io.report import ReadReport
+from distill.io.report import ReadReport, check_mismatch_policy
 
-MISMATCH_POLICIES = ("raise", "report")
 
 
 def _load(path: Path) -> Any:
@@ -41,8 +40,7 @@ def read_ada(
     """Stream Documents from the Ada JSON (``.json`` or ``.json.gz``); types outside
     ``label_map`` are dropped and counted, mismatching spans raise or (``on_mismatch="report"``)
     are counted and left out. Errors name the file and the record index (the file is one JSON list)."""
-    if on_mismatch not in MISMATCH_POLICIES:
-        raise ValueError(f"on_mismatch must be one of {MISMATCH_POLICIES}, got {on_mismatch!r}")
+    check_mismatch_policy(on_mismatch)
     path = Path(path)
     report = report if report is not None else ReadReport(source=str(path))
     if not report.source:

@@ -17,9 +17,8 @@ from typing import Callable, Iterator, Mapping
 
 from distill.documents import GOLD, Document, Span
 from distill.io.jsonl import FormatError
-from distill.io.report import ReadReport
+from distill.io.report import ReadReport, check_mismatch_policy
 
-MISMATCH_POLICIES = ("raise", "report")
 SKIPPED_KINDS = {"R": "relation (R)", "*": "equivalence (*)", "N": "normalization (N)", "#": "note (#)"}
 NEGATION_ATTRIBUTES = {"negation", "negated"}
 
@@ -122,8 +121,7 @@ def parse_brat(
     surface differs from the text raises FormatError, or with ``on_mismatch="report"`` is left
     out and counted in ``report`` with an example.
     """
-    if on_mismatch not in MISMATCH_POLICIES:
-        raise ValueError(f"on_mismatch must be one of {MISMATCH_POLICIES}, got {on_mismatch!r}")
+    check_mismatch_policy(on_mismatch)
     report = report if report is not None else ReadReport()
     name = name or f"{doc_id}.ann"
     entities, skipped = parse_ann(ann, name)

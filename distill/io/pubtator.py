@@ -15,9 +15,8 @@ from typing import Iterator, Mapping
 
 from distill.documents import GOLD, Document, Span
 from distill.io.jsonl import FormatError
-from distill.io.report import ReadReport
+from distill.io.report import ReadReport, check_mismatch_policy
 
-MISMATCH_POLICIES = ("raise", "report")
 
 
 class _Block:
@@ -92,8 +91,7 @@ def read_pubtator(
     with an identical block is kept once and reported; repeated with different content, it
     is an error.
     """
-    if on_mismatch not in MISMATCH_POLICIES:
-        raise ValueError(f"on_mismatch must be one of {MISMATCH_POLICIES}, got {on_mismatch!r}")
+    check_mismatch_policy(on_mismatch)
     path = Path(path)
     report = report if report is not None else ReadReport(source=str(path))
     if not report.source:

@@ -11,6 +11,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 MAX_EXAMPLES = 5
+MISMATCH_POLICIES = ("raise", "report")
+
+
+def check_mismatch_policy(on_mismatch: str) -> None:
+    """Every reader takes the same ``on_mismatch`` policy: raise on a span whose text does not
+    match, or leave it out and count it in the :class:`ReadReport`."""
+    if on_mismatch not in MISMATCH_POLICIES:
+        raise ValueError(f"on_mismatch must be one of {MISMATCH_POLICIES}, got {on_mismatch!r}")
 
 
 @dataclass
