@@ -616,13 +616,16 @@ def run(
     recipe: Path = typer.Argument(..., help="Recipe TOML (see experiments/)."),
     from_step: Optional[str] = typer.Option(None, "--from", help="Force this step and every later one to run again."),
     check: bool = typer.Option(False, "--check", help="Only validate the recipe and its data, then exit."),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Override a recipe key, e.g. --set aggregate.layers='[\"ontology:open\"]' "
+        "--set output_dir=../runs/open-only (TOML values; repeatable; recorded in the run's recipe.json)."),
 ) -> None:
     """Run a whole recipe: label → aggregate → train → export → bench → report (resumable)."""
     from distill.recipe import RecipeError, load_recipe
     from distill.runner import STEPS, Run
 
     try:
-        r = load_recipe(recipe)
+        r = load_recipe(recipe, overrides=overrides)
         if from_step is not None and from_step not in STEPS:
             fail(f"--from must be one of {', '.join(STEPS)}")
     except RecipeError as e:

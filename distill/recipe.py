@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -160,8 +160,50 @@ def _format_validation(e: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def load_recipe(path: str | os.PathLike, check_files: bool = True) -> Recipe:
-    """Parse and validate a recipe; every problem is a :class:`RecipeError` naming the key."""
+def _override_value(text: str) -> Any:
+    """A TOML value (``3``, ``true``, ``["a", "b"]``, ``"x"``); anything else is a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``dotted.key=value`` overrides (``--set``) to a parsed recipe, in order.
+
+    Why: comparing teacher combinations or hyper-parameters should be one command, not a copied
+    recipe. Numbers index lists (``teachers.0.options.model=...``); missing tables are created,
+    and a misspelt key is then rejected by validation with its path like any other.
+    """
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        parts = [k.strip() for k in key.strip().split(".")]
+        if not sep or not all(parts):
+            raise RecipeError(f"--set {item!r}: expected dotted.key=value, e.g. student.targets=hard")
+        node: Any = raw
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            where = ".".join(parts[: depth + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise RecipeError(f"--set {item!r}: {where} is not an index of a list of {len(node)}")
+                if last:
+                    node[int(part)] = _override_value(value)
+                else:
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = _override_value(value)
+                else:
+                    node = node.setdefault(part, {})
+            else:
+                raise RecipeError(f"--set {item!r}: {'.'.join(parts[:depth])} is a value, not a table or list")
+    return raw
+
+
+def load_recipe(path: str | os.PathLike, check_files: bool = True, overrides: Sequence[str] = ()) -> Recipe:
+    """Parse and validate a recipe (after ``--set`` overrides); every problem is a
+    :class:`RecipeError` naming the key."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe not found: {path}")
@@ -169,6 +211,7 @@ def load_recipe(path: str | os.PathLike, check_files: bool = True) -> Recipe:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise RecipeError(f"{path}: not valid TOML ({e})") from None
+    apply_overrides(raw, overrides)
     raw["base_dir"] = str(path.resolve().parent)
     try:
         recipe = Recipe.model_validate(raw)

@@ -68,3 +68,37 @@ def test_cli_run_check_fails_before_any_work(tmp_path, shared_data):
     res = runner.invoke(app, ["run", str(write(tmp_path, text, shared_data)), "--check"])
     assert res.exit_code == 2 and "aggregate.method" in res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_set_overrides_keys_with_toml_values(tmp_path, shared_data):
+    path = write(tmp_path, MINIMAL + '[[teachers]]\nspec = "ontology:hpo"\n', shared_data)
+    r = load_recipe(path, overrides=['aggregate.layers=["ontology:open"]', "student.targets=hard",
+                                     "student.options.epochs=2", "teachers.1.spec=ontology:doid",
+                                     "output_dir=runs/open-only", "data.notes.0.limit=5"])
+    assert r.aggregate.layers == ["ontology:open"] and r.student.targets == "hard"
+    assert r.student.options == {"epochs": 2} and r.teachers[1].spec == "ontology:doid"
+    assert r.out == tmp_path / "runs" / "open-only" and r.data.notes[0].limit == 5
+    assert load_recipe(path).student.targets == "soft"  # the file itself is unchanged
+
+
+def test_set_overrides_are_validated_like_the_file(tmp_path, shared_data):
+    path = write(tmp_path, MINIMAL, shared_data)
+    with pytest.raises(RecipeError, match=r"student\.epohcs: unknown key"):
+        load_recipe(path, overrides=["student.epohcs=3"])
+    with pytest.raises(RecipeError, match=r"aggregate\.layers names teachers that are not in the recipe"):
+        load_recipe(path, overrides=['aggregate.layers=["openai:gpt-4o"]'])
+    with pytest.raises(RecipeError, match="expected dotted.key=value"):
+        load_recipe(path, overrides=["student.targets"])
+    with pytest.raises(RecipeError, match=r"teachers\.3 is not an index of a list of 1"):
+        load_recipe(path, overrides=["teachers.3.spec=ontology:open"])
+    with pytest.raises(RecipeError, match="name is a value, not a table"):
+        load_recipe(path, overrides=["name.x=1"])
+
+
+def test_cli_run_set_reaches_the_recipe(tmp_path, shared_data):
+    path = write(tmp_path, MINIMAL, shared_data)
+    res = runner.invoke(app, ["run", str(path), "--check", "--set", "output_dir=elsewhere"])
+    assert res.exit_code == 0, res.output
+    assert "elsewhere" in res.output
+    res = runner.invoke(app, ["run", str(path), "--check", "--set", "aggregate.method=vote"])
+    assert res.exit_code == 2 and "aggregate.method" in res.output
