@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from distill.bench import machine_info  # noqa: E402
 from distill.corpora import load_corpus  # noqa: E402
 from distill.metrics import score  # noqa: E402
 from students.train import TrainConfig, train_student  # noqa: E402
@@ -40,13 +41,6 @@ def micro_scores(gold: list, pred: list, layer: str) -> dict:
                       "f1_ci": [round(x, 4) for x in rep.micro.f1_ci] if rep.micro.f1_ci else None,
                       "per_label_f1": {k: round(v.f1, 4) for k, v in rep.labels.items()}}
     return out
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "CPU"
 
 
 def ontology_scores(test: list) -> dict:
@@ -109,7 +103,7 @@ def main() -> None:
     pred = load_predictor(args.out).predict(splits["test"], "pred")  # the saved model, as users load it
     results = {
         "command": (f"nice -n {os.nice(0)} " if os.nice(0) else "") + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-        "machine": f"{platform.machine()} {cpu_model()}, {os.cpu_count()} cores, torch threads {res.card['torch_threads']}; "
+        "machine": f"{platform.machine()} {machine_info()['cpu']}, {os.cpu_count()} cores, torch threads {res.card['torch_threads']}; "
                    f"load average at start {load_start}, at end {[round(x, 2) for x in os.getloadavg()]}",
         "split": {s: {"documents": len(d), "gold_spans": sum(len(x.spans('gold')) for x in d),
                       "ids": sorted(x.id for x in d)} for s, d in splits.items()},
