@@ -150,6 +150,7 @@ class LlamaCppTeacher(LLMTeacher):
         guard = RepetitionGuard(_note_of(prompt))
         text, finish = "", "stop"
         t0 = time.perf_counter()
+        t_first: float | None = None  # first content token: prompt evaluation ends, decoding starts
         # no reset between requests: llama.cpp reuses the KV cache of the shared prompt prefix
         stream = self.llm.create_chat_completion(**kwargs)
         try:
@@ -157,6 +158,8 @@ class LlamaCppTeacher(LLMTeacher):
                 choice = chunk["choices"][0]
                 piece = choice.get("delta", {}).get("content")
                 if piece:
+                    if t_first is None:
+                        t_first = time.perf_counter()
                     text += piece
                     if guard.feed(piece):
                         finish = guard.reason or "repetition"
@@ -165,7 +168,10 @@ class LlamaCppTeacher(LLMTeacher):
                     finish = choice["finish_reason"]
         finally:
             stream.close()
-        self._count("generate_ms", int(1000 * (time.perf_counter() - t0)))
+        t_end = time.perf_counter()
+        self._count("generate_ms", int(1000 * (t_end - t0)))
+        self._count("prompt_ms", int(1000 * ((t_first or t_end) - t0)))
+        self._count("decode_ms", int(1000 * (t_end - (t_first or t_end))))
         n_out = len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
         n_in = max(0, self.llm.n_tokens - n_out)  # tokens in context = prompt + generated
         return CachedResponse(text, n_in, n_out, finish)

@@ -145,6 +145,24 @@ def test_repetition_guard_stops_loops_and_recitation():
     assert not g.should_stop()
 
 
+def test_repetition_guard_stops_a_json_list_cycling_on_one_line():
+    note = "Fever, cough and  Chest pain; aspirin was given."
+    cycle = [{"text": "fever", "label": "SYMPTOM"}, {"text": "cough", "label": "SYMPTOM"},
+             {"text": "chest pain", "label": "SYMPTOM"}, {"text": "aspirin", "label": "MEDICATION"}]
+    g = RepetitionGuard(note)
+    stream = '{"entities": [' + ", ".join(json.dumps(e) for e in cycle * 5)
+    stopped_at = next((i for i in range(0, len(stream), 7) if g.feed(stream[i : i + 7])), None)
+    assert g.reason == "repetition" and stopped_at is not None
+    assert g.text.count('"fever"') == 3 and g.text.count('"aspirin"') == 2  # stopped at the third repeat
+    once = RepetitionGuard(note)
+    assert not once.feed('{"entities": [' + ", ".join(json.dumps(e) for e in cycle) + "]}")
+    # the same string under two labels is not a loop, and case/spacing do not hide one
+    g = RepetitionGuard(note)
+    g.feed("SYMPTOM: chest pain\nDISEASE: Chest  pain\n")
+    assert not g.should_stop()
+    assert g.feed("SYMPTOM: CHEST PAIN\n") and g.reason == "repetition"
+
+
 def test_hints_option_uses_the_real_ontology_teacher():
     from teachers.llm import build_prompts
 
