@@ -69,46 +69,97 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def run_config(gguf: Path, docs, fmt: str, grammar: bool, threads: int, chunk_chars: int, pool, k: int) -> dict:
-    from distill.documents import Document
+_STAT_KEYS = ("entities", "unaligned", "generate_ms", "prompt_ms", "decode_ms", "salvaged_repetition",
+              "salvaged_unsupported", "salvaged_length", "failed_documents")
+
+
+def _done(progress: Path, key: dict) -> dict[str, dict]:
+    """Per-note records of an earlier (killed) run of the same configuration, by note id."""
+    if not progress.is_file():
+        return {}
+    done = {}
+    for line in progress.read_text().splitlines():
+        rec = json.loads(line)
+        if all(rec.get(k) == v for k, v in key.items()):
+            done[rec["id"]] = rec
+    return done
+
+
+def _guard_version() -> str:
+    """Hash of the loop guard's code: records made with another guard are not reused."""
+    import inspect
+
+    from teachers.llm import RepetitionGuard
+
+    return hashlib.sha256(inspect.getsource(RepetitionGuard).encode()).hexdigest()[:12]
+
+
+def run_config(gguf: Path, docs, fmt: str, grammar: bool, threads: int, chunk_chars: int, pool, k: int,
+               progress: Path) -> dict:
+    """Label ``docs`` in one configuration; every finished note is appended to ``progress`` (its
+    spans, seconds, tokens and counters), so a killed run resumes at the next note."""
+    from distill.documents import Document, Span
     from distill.metrics import score
     from teachers.base import LabelFailure
     from teachers.local import LlamaCppTeacher
     from teachers.prompts import PromptBuilder
 
-    t = LlamaCppTeacher(str(gguf), prompts=PromptBuilder(fmt=fmt, pool=pool, k=k), grammar=grammar, n_threads=threads,
-                        n_ctx=4096, cache=False, concurrency=1, parse_attempts=1, chunk_chars=chunk_chars,
-                        chunk_overlap=200)
+    key = {"sha256": SHA256, "fmt": fmt, "grammar": grammar, "k": k, "chunk_chars": chunk_chars, "threads": threads,
+           "guard": _guard_version()}
+    done = _done(progress, key)
+    t = None
     preds, per_doc = [], []
     for doc in docs:
-        t0 = time.perf_counter()
-        out_before = t.usage.output_tokens
-        spans = next(t.label([doc]))
-        secs = time.perf_counter() - t0
-        failed = isinstance(spans, LabelFailure)
-        per_doc.append({"id": doc.id, "chars": len(doc.text), "seconds": round(secs, 1), "spans": len(spans),
-                        "output_tokens": t.usage.output_tokens - out_before, "failed": spans.reason if failed else None})
-        preds.append(Document(doc.id, doc.text, layers={"pred": list(spans)}))
-        print(json.dumps({"fmt": fmt, "grammar": grammar, **per_doc[-1]}), flush=True)
+        rec = done.get(doc.id)
+        if rec is None:
+            if t is None:
+                t = LlamaCppTeacher(str(gguf), prompts=PromptBuilder(fmt=fmt, pool=pool, k=k), grammar=grammar,
+                                    n_threads=threads, n_ctx=4096, cache=False, concurrency=1, parse_attempts=1,
+                                    chunk_chars=chunk_chars, chunk_overlap=200)
+            st0, u0 = dict(t.stats), (t.usage.requests, t.usage.input_tokens, t.usage.output_tokens)
+            t0 = time.perf_counter()
+            spans = next(t.label([doc]))
+            secs = time.perf_counter() - t0
+            failed = isinstance(spans, LabelFailure)
+            rec = {**key, "id": doc.id, "chars": len(doc.text), "seconds": round(secs, 1),
+                   "requests": t.usage.requests - u0[0], "input_tokens": t.usage.input_tokens - u0[1],
+                   "output_tokens": t.usage.output_tokens - u0[2],
+                   "stats": {s: t.stats.get(s, 0) - st0.get(s, 0) for s in _STAT_KEYS},
+                   "failed": spans.reason if failed else None,
+                   "spans": [[x.start, x.end, x.label] for x in spans],
+                   "load_average": [round(x, 2) for x in os.getloadavg()]}
+            with progress.open("a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+        per_doc.append(rec)
+        spans = [Span(a, b, lab, doc.text[a:b]) for a, b, lab in rec["spans"]]
+        preds.append(Document(doc.id, doc.text, layers={"pred": spans}))
+        print(json.dumps({x: rec[x] for x in ("fmt", "id", "chars", "seconds", "output_tokens", "failed")}
+                         | {"spans": len(spans)}), flush=True)
     exact = score(docs, preds, pred_layer="pred", match="exact", bootstrap=0)
     relaxed = score(docs, preds, pred_layer="pred", match="relaxed", bootstrap=0)
-    st, u = dict(t.stats), t.usage
-    gen_s = st.get("generate_ms", 0) / 1000
+
+    def total(field: str) -> int:
+        return sum(d["stats"].get(field, 0) if field in _STAT_KEYS else d[field] for d in per_doc)
+
+    out_tok, ents = total("output_tokens"), total("entities")
+    prompt_s, decode_s, gen_s = total("prompt_ms") / 1000, total("decode_ms") / 1000, total("generate_ms") / 1000
     return {
-        "fmt": fmt, "grammar": grammar, "k": k, "docs": len(docs),
+        "fmt": fmt, "grammar": grammar, "k": k, "guard": key["guard"], "docs": len(docs),
         "failures": sum(1 for d in per_doc if d["failed"]),
         "exact_micro_f1": round(exact.micro.f1, 3), "relaxed_micro_f1": round(relaxed.micro.f1, 3),
         "relaxed_precision": round(relaxed.micro.precision, 3), "relaxed_recall": round(relaxed.micro.recall, 3),
         "seconds_per_note": round(sum(d["seconds"] for d in per_doc) / len(docs), 1),
-        "requests": u.requests, "input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
-        "output_tokens_per_s": round(u.output_tokens / gen_s, 2) if gen_s else None,
-        "entities": st.get("entities", 0),
-        "output_tokens_per_entity": round(u.output_tokens / st["entities"], 1) if st.get("entities") else None,
-        "unaligned": st.get("unaligned", 0),
-        "unaligned_share": round(st.get("unaligned", 0) / st["entities"], 3) if st.get("entities") else None,
-        "loop_stops": sum(v for k, v in st.items() if k in ("salvaged_repetition", "salvaged_unsupported")),
-        "length_stops": st.get("salvaged_length", 0),
-        "per_doc": per_doc,
+        "requests": total("requests"), "input_tokens": total("input_tokens"), "output_tokens": out_tok,
+        "output_tokens_per_s": round(out_tok / gen_s, 2) if gen_s else None,
+        "decode_tokens_per_s": round(out_tok / decode_s, 2) if decode_s else None,
+        "prompt_seconds_share": round(prompt_s / gen_s, 3) if gen_s else None,
+        "entities": ents,
+        "output_tokens_per_entity": round(out_tok / ents, 1) if ents else None,
+        "unaligned": total("unaligned"),
+        "unaligned_share": round(total("unaligned") / ents, 3) if ents else None,
+        "loop_stops": total("salvaged_repetition") + total("salvaged_unsupported"),
+        "length_stops": total("salvaged_length"),
+        "per_doc": [{x: v for x, v in d.items() if x not in key and x != "spans"} for d in per_doc],
     }
 
 
@@ -126,6 +177,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "experiments" / "bench_local_llm.md"))
     args = ap.parse_args()
 
+    from distill.bench import machine_info
     from distill.corpora import load_corpus
 
     t0 = time.perf_counter()
@@ -140,9 +192,13 @@ def main() -> None:
         from teachers.prompts import ExamplePool
 
         pool = ExamplePool(load_corpus("maccrobat", args.data_dir, split="train"), max_chars=400)
-    results = [run_config(gguf, docs, fmt, args.grammar, args.threads, args.chunk_chars, pool, args.k)
+    progress = Path(args.out).with_suffix(".progress.jsonl")
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    results = [run_config(gguf, docs, fmt, args.grammar, args.threads, args.chunk_chars, pool, args.k, progress)
                for fmt in (args.fmt or ["compact"])]
-    machine = f"{platform.machine()} {os.cpu_count()}-core CPU, {platform.system()}, shared with other jobs, nice 19"
+    machine = (f"{platform.machine()} {machine_info()['cpu']} {os.cpu_count()}-core CPU, {platform.system()}, nice {os.nice(0)}, "
+               f"{args.threads} llama.cpp threads; load average at start {load_before}, at end "
+               f"{[round(x, 2) for x in os.getloadavg()]} (per-note load in {progress.name})")
     record = {"model": GGUF_NAME, "sha256": SHA256, "machine": machine, "assemble_or_verify_seconds": round(prep, 1),
               "doc_ids": [d.id for d in docs], "results": results,
               "command": "python experiments/bench_local_llm.py " + " ".join(sys.argv[1:])}
@@ -152,12 +208,13 @@ def main() -> None:
 
 
 def render(rec: dict) -> str:
-    rows = ["| format | grammar | few-shot k | notes | failed | exact F1 | relaxed F1 (P/R) | s/note | out tok/s | out tok/entity | unaligned | loop stops |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| format | grammar | few-shot k | loop guard | notes | failed | exact F1 | relaxed F1 (P/R) | s/note | out tok/s (decode only) | "
+            "prompt share of time | out tok/entity | unaligned | loop stops |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rec["results"]:
-        rows.append(f"| {r['fmt']} | {r['grammar']} | {r['k']} | {r['docs']} | {r['failures']} | {r['exact_micro_f1']} | "
+        rows.append(f"| {r['fmt']} | {r['grammar']} | {r['k']} | {r.get('guard', 'v1')} | {r['docs']} | {r['failures']} | {r['exact_micro_f1']} | "
                     f"{r['relaxed_micro_f1']} ({r['relaxed_precision']}/{r['relaxed_recall']}) | {r['seconds_per_note']} | "
-                    f"{r['output_tokens_per_s']} | {r['output_tokens_per_entity']} | {r['unaligned']}/{r['entities']} | {r['loop_stops']} |")
+                    f"{r['output_tokens_per_s']} ({r.get('decode_tokens_per_s')}) | {r.get('prompt_seconds_share')} | {r['output_tokens_per_entity']} | {r['unaligned']}/{r['entities']} | {r['loop_stops']} |")
     return (
         "# Local LLM teacher benchmark (generated by experiments/bench_local_llm.py)\n\n"
         f"Model: {rec['model']} (SHA-256 verified: {rec['sha256']}), llama-cpp-python, greedy decoding.\n"

@@ -120,7 +120,7 @@ def test_unaligned_strings_are_counted_not_invented(tiny_model):
 
 def test_from_spec_defaults_and_refuses_remote_servers(tiny_model):
     t = from_spec(tiny_model, cache=False)
-    assert t.fmt == "compact" and t.concurrency == 1 and t.name == f"local:{tiny_model}"
+    assert t.fmt == "json" and t.concurrency == 1 and t.name == f"local:{tiny_model}"
     with pytest.raises(ValueError, match="off this machine"):
         from_spec("qwen", base_url="http://gpu-server.example:8000/v1")
     served = from_spec("qwen", base_url="http://127.0.0.1:9/v1", cache=False)
