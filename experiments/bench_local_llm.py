@@ -86,12 +86,20 @@ def _done(progress: Path, key: dict) -> dict[str, dict]:
 
 
 def _guard_version() -> str:
-    """Hash of the loop guard's code: records made with another guard are not reused."""
+    """Hash of the loop guard's code without docstrings and comments: records made with another
+    guard are not reused, while a reworded docstring does not invalidate them."""
+    import ast
     import inspect
 
     from teachers.llm import RepetitionGuard
 
-    return hashlib.sha256(inspect.getsource(RepetitionGuard).encode()).hexdigest()[:12]
+    tree = ast.parse(inspect.getsource(RepetitionGuard))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.unparse(tree).encode()).hexdigest()[:12]
 
 
 def run_config(gguf: Path, docs, fmt: str, grammar: bool, threads: int, chunk_chars: int, pool, k: int,

@@ -168,7 +168,7 @@ class RepetitionGuard:
     ``max_repeats`` times, when one mention has been listed ``max_repeats`` times (the prompt
     asks for each string once; this catches a JSON list cycling through the same few objects
     on one line, which no line check sees: measured, such loops ran a 1.5B model into its
-    output cap on 3 of 20 notes), when the tail of the text is one short unit repeated
+    output cap on 6 of 20 notes), when the tail of the text is one short unit repeated
     ``max_repeats`` + 1 times (a loop inside a line), or when ``max_unsupported`` mentions in a
     row quote text that is not in the chunk (the model is reciting its examples).
     """

@@ -137,7 +137,7 @@ def test_openai_compatible_local_server_in_compact_format(tmp_path):
     from tests.fake_llm_servers import FakeOpenAIServer
 
     with FakeOpenAIServer({"asthma": "DISEASE", "salbutamol": "MEDICATION"}) as srv:
-        t = from_spec("qwen2.5-1.5b", base_url=srv.base_url, cache=tmp_path / "c.sqlite")
+        t = from_spec("qwen2.5-1.5b", base_url=srv.base_url, cache=tmp_path / "c.sqlite", fmt="compact")
         spans = next(t.label([Document("a", NOTE_OK)]))
         body = srv.requests[0]["body"]
     assert [(s.start, s.end, s.label) for s in spans] == [(13, 19, "DISEASE"), (30, 40, "MEDICATION")]
