@@ -8,6 +8,8 @@ machine's speed hits all of them.
 
     python experiments/int8_diagnostics.py profile   # onnxruntime time per op type, int8 vs fp32
     python experiments/int8_diagnostics.py variants  # MatMulNBits / MHA fusion / session options
+    python experiments/int8_diagnostics.py static    # calibrated (static) int8 instead of dynamic
+    python experiments/int8_diagnostics.py parallel  # two notes at once, for torch *and* int8
     (``variants`` needs ``pip install onnx-ir`` for onnxruntime's MatMulNBitsQuantizer; not a
     project dependency.)
 """
@@ -157,16 +159,125 @@ def variants(args: argparse.Namespace) -> None:
         print(f"  {name:40s} {statistics.median(ts):6.2f} s  {[round(t, 2) for t in ts]}")
 
 
+def _timed(systems: dict, rounds: int) -> dict[str, list[float]]:
+    """Seconds per round for each ``name -> (setup, run)``, interleaved, order reversed every other
+    round; ``setup`` runs untimed before each run (e.g. torch's global thread count)."""
+    times: dict[str, list[float]] = {k: [] for k in systems}
+    for r in range(rounds):
+        for name in list(systems) if r % 2 == 0 else list(reversed(systems)):
+            setup, run = systems[name]
+            setup()
+            t0 = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def _print_times(times: dict[str, list[float]], rounds: int, extra: dict[str, str] | None = None) -> None:
+    m = machine_info()
+    print(f"{m['cpu']}, {m['logical_cores']} cores, load average {m['load_average']}; 30 MACCROBAT dev notes, "
+          f"median of {rounds} interleaved rounds")
+    for name, ts in times.items():
+        print(f"  {name:44s} {statistics.median(ts):6.2f} s  {[round(t, 2) for t in ts]}  {(extra or {}).get(name, '')}")
+
+
+def static(args: argparse.Namespace) -> None:
+    """Static (calibrated) int8: activation scales fixed from 40 MACCROBAT train notes, so no
+    per-batch quantize step and no batch dependence. Scored (relaxed micro F1 on dev) and timed
+    with the runtime's own predictor, per-note batches like the shipped int8 model."""
+    import logging
+
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from distill.metrics import score
+    from students.export import _input_names, _load_torch, _trace
+    from students.runtime import OnnxPredictor
+
+    logging.getLogger().setLevel(logging.ERROR)  # quantize_static's pre-processing nag
+    onnx_dir, work = Path(args.onnx), Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    meta, tok = tagging.read_labels_json(onnx_dir), tagging.load_tokenizer(onnx_dir)
+    length, stride = int(meta["max_length"]), int(meta["stride"])
+    calib = [tagging.batch_arrays(tagging.encode_text(tok, d.text, length, stride).windows, 0)
+             for d in load_corpus("maccrobat", args.data_dir, split="train")[:40]]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, names: list[str]):
+            self.batches = iter([{n: b[n] for n in names} for b in calib])
+
+        def get_next(self) -> dict | None:
+            return next(self.batches, None)
+
+    raw = work / "raw.onnx"
+    model = _load_torch(onnx_dir.parent, eager=True)
+    _trace(model, calib[0], _input_names(model), raw, 17)
+    graphs = {"static int8, unfused graph, all ops": (raw, {}),
+              "static int8, unfused graph, MatMul only": (raw, {"op_types_to_quantize": ["MatMul", "Gemm"]}),
+              "static int8, fused graph (shipped fp32)": (onnx_dir / "model.onnx",
+                                                         {"extra_options": {"DefaultTensorType": onnx.TensorProto.FLOAT}})}
+    paths = {"shipped int8 (dynamic)": onnx_dir / "model.int8.onnx", "shipped fp32": onnx_dir / "model.onnx"}
+    for i, (name, (src, kw)) in enumerate(graphs.items()):
+        paths[name] = work / f"static_{i}.onnx"
+        names = [x.name for x in onnx.load(str(src), load_external_data=False).graph.input]
+        quantize_static(str(src), str(paths[name]), Reader(names), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, **kw)
+    dev = load_corpus("maccrobat", args.data_dir, split="dev")
+    texts = [d.text for d in dev]
+    systems, f1 = {}, {}
+    for name, path in paths.items():
+        pred = OnnxPredictor(path, model_dir=onnx_dir, threads=2, verify=False)
+        pred.per_note = True
+        docs = [d.with_layers(pred=s) for d, s in zip(dev, pred.predict_texts(texts))]
+        f1[name] = f"relaxed micro F1 {score(dev, docs, pred_layer='pred', match='relaxed', bootstrap=0).micro.f1:.4f}"
+        systems[name] = (lambda: None, lambda p=pred: p.predict_texts(texts))
+    _print_times(_timed(systems, args.rounds), args.rounds, f1)
+
+
+def parallel(args: argparse.Namespace) -> None:
+    """Two notes at once on two 1-thread workers, against one note at a time on 2 threads, for the
+    torch predictor as well as the int8 runtime: a throughput lever only counts toward the int8
+    ratio if torch eager does not gain as much from it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from students.predict import TorchPredictor
+    from students.runtime import OnnxPredictor
+
+    onnx_dir = Path(args.onnx)
+    texts = [d.text for d in load_corpus("maccrobat", args.data_dir, split="dev")]
+    pool = ThreadPoolExecutor(2)
+    torch_p = TorchPredictor.from_dir(onnx_dir.parent)
+    int8_2t = OnnxPredictor(onnx_dir / "model.int8.onnx", threads=2)
+    int8_1t = OnnxPredictor(onnx_dir / "model.int8.onnx", threads=1)
+
+    def threads(n: int):
+        return lambda: torch.set_num_threads(n)
+
+    def notes_at_once(p):
+        return lambda: list(pool.map(lambda t: p.predict_texts([t])[0], texts))
+
+    systems = {"torch, 2 threads": (threads(2), lambda: torch_p.predict_texts(texts)),
+               "torch, 2 notes at once x 1 thread": (threads(1), notes_at_once(torch_p)),
+               "int8 runtime, 2 threads (shipped)": (threads(2), lambda: int8_2t.predict_texts(texts)),
+               "int8 runtime, 2 notes at once x 1 thread": (threads(2), notes_at_once(int8_1t))}
+    for setup, run in systems.values():  # warm-up
+        setup()
+        run()
+    _print_times(_timed(systems, args.rounds), args.rounds)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=["profile", "variants"])
+    ap.add_argument("step", choices=["profile", "variants", "static", "parallel"])
     ap.add_argument("--onnx", default=str(ROOT / "runs" / "bench-gold-minilm" / "onnx"))
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--work", default="/tmp/int8_variants", help="where the variant graphs are written")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--skip-build", action="store_true", help="only the shipped graphs and session options")
     args = ap.parse_args()
-    {"profile": profile, "variants": variants}[args.step](args)
+    {"profile": profile, "variants": variants, "static": static, "parallel": parallel}[args.step](args)
 
 
 if __name__ == "__main__":
