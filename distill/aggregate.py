@@ -111,6 +111,9 @@ def estimate_weights(dev_docs: Sequence[Document], layers: Sequence[str], labels
 
     if not dev_docs:
         raise AggregationError("weighted aggregation needs gold dev documents to estimate weights")
+    if not any(gold_layer in d.layers for d in dev_docs):  # weights from an empty gold would be noise
+        raise AggregationError(f"none of the {len(dev_docs)} dev documents has a gold layer {gold_layer!r} "
+                               f"to estimate weights against (pass the gold dev set, e.g. --dev-gold)")
     out: dict[str, dict[str, LabelWeight]] = {}
     for name in layers:
         rep = score(dev_docs, dev_docs, gold_layer=gold_layer, pred_layer=name, labels=labels, match=match, bootstrap=0)
@@ -145,9 +148,8 @@ def _layer_spans(doc: Document, name: str, labels: Sequence[str], on_unknown: st
         spans.append(s)
     rep.spans_in[name] += len(spans)
     kept, dropped = longest_first(spans)
-    rep.overlaps_resolved[name] += len(dropped)
-    if not dropped:
-        del rep.overlaps_resolved[name]
+    if dropped:
+        rep.overlaps_resolved[name] += len(dropped)
     return kept
 
 

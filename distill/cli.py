@@ -76,6 +76,8 @@ def evaluate(
     from distill.metrics import score
 
     gold_docs = load_gold(gold, data_dir, split)
+    if not gold_docs:
+        fail(f"the gold set {gold}" + (f" ({split})" if split else "") + " holds no documents")
     rejected: list[str] = []
     try:
         pred_docs = list(read_jsonl(pred, entities_layer="pred", rejected=rejected))
@@ -118,22 +120,35 @@ def convert(
     """Convert between corpus formats (every span is re-validated on the way)."""
     from distill.io.jsonl import write_jsonl
 
-    docs = load_gold(source, data_dir, split)
-    if to == "jsonl":
-        n = write_jsonl(docs, out)
-    elif to == "entities":
-        n = write_jsonl(docs, out, flat=layer)
-    elif to == "brat":
-        from distill.io.brat import write_brat
+    from distill.io.jsonl import FormatError
 
-        n = write_brat(docs, out, layer=layer)
-    elif to == "dataset":
-        from distill.io.hf import to_dataset
-
-        to_dataset(docs, layer=layer).save_to_disk(str(out))
-        n = len(docs)
-    else:
+    if to not in ("jsonl", "entities", "brat", "dataset"):
         fail(f"unknown output format {to!r}: use jsonl, entities, brat or dataset")
+    docs = load_gold(source, data_dir, split)
+    if to != "jsonl":
+        lacking = [d.id for d in docs if layer not in d.layers]
+        if docs and len(lacking) == len(docs):  # a misspelt layer would otherwise write empty annotations
+            have = sorted({name for d in docs for name in d.layers})
+            fail(f"no document has a layer {layer!r}; layers present: {have or 'none'}")
+        if lacking:
+            console.print(f"[yellow]warning:[/] {len(lacking)} of {len(docs)} documents have no layer {layer!r} "
+                          f"and are written without spans (first: {lacking[0]})")
+    try:
+        if to == "jsonl":
+            n = write_jsonl(docs, out)
+        elif to == "entities":
+            n = write_jsonl(docs, out, flat=layer)
+        elif to == "brat":
+            from distill.io.brat import write_brat
+
+            n = write_brat(docs, out, layer=layer)
+        else:
+            from distill.io.hf import to_dataset
+
+            to_dataset(docs, layer=layer).save_to_disk(str(out))
+            n = len(docs)
+    except FormatError as e:
+        fail(str(e))
     console.print(f"wrote {n} documents to {out}")
 
 
@@ -291,6 +306,8 @@ def aggregate(
     from teachers.base import load_layers
 
     names, label_list = _csv(layers), _csv(labels)
+    if dev_gold and not dev:
+        fail("--dev-gold supplies the gold layer of the --dev notes: give --dev too")
     try:
         docs = load_layers(input)
         weights = None
@@ -622,7 +639,7 @@ def run(
 ) -> None:
     """Run a whole recipe: label → aggregate → train → export → bench → report (resumable)."""
     from distill.recipe import RecipeError, load_recipe
-    from distill.runner import STEPS, Run
+    from distill.runner import STEPS, Run, StepFailed
 
     try:
         r = load_recipe(recipe, overrides=overrides)
@@ -633,7 +650,10 @@ def run(
     if check:
         console.print(f"recipe {recipe} is valid; outputs go to {r.out}")
         return
-    Run(r, force_from=from_step).run()
+    try:
+        Run(r, force_from=from_step).run()
+    except StepFailed as e:
+        fail(f"{e} (fix it and rerun: finished steps are skipped)", code=1)
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
@@ -221,25 +221,33 @@ def _read(fmt: str, path: Path, label_map: Mapping[str, str] | None, layer: str,
     if fmt == "pubtator":
         from distill.io.pubtator import read_pubtator
 
-        docs = read_pubtator(path, label_map, layer, on_mismatch=on_mismatch, report=report)
-    elif fmt == "ada":
+        return list(read_pubtator(path, label_map, layer, on_mismatch=on_mismatch, report=report, select=select))
+    if fmt == "ada":
         from distill.io.ada import read_ada
 
-        docs = read_ada(path, label_map, layer, on_mismatch=on_mismatch, report=report)
-    elif fmt == "jsonl":
-        from distill.io.jsonl import read_jsonl
-
-        docs = read_jsonl(path, entities_layer=layer)
-    else:
+        return list(read_ada(path, label_map, layer, on_mismatch=on_mismatch, report=report, select=select))
+    if fmt != "jsonl":
         raise ValueError(f"unknown corpus format {fmt!r}")
+    from distill.io.jsonl import read_jsonl
+
     out = []
-    for d in docs:
-        if select is None or select(d.id):
-            out.append(d)
-            if fmt == "jsonl":
-                report.documents += 1
-                for s in d.layers.get(layer, ()):
-                    report.kept[s.label] += 1
+    for d in read_jsonl(path, entities_layer=layer):
+        if select is not None and not select(d.id):
+            continue
+        if label_map is not None and layer in d.layers:  # same contract as the other readers
+            kept = []
+            for s in d.layers[layer]:
+                if s.label in label_map:
+                    kept.append(replace(s, label=label_map[s.label]))
+                    report.kept[label_map[s.label]] += 1
+                else:
+                    report.dropped_types[s.label] += 1
+            d = d.with_layers(**{layer: kept})
+        else:
+            for s in d.layers.get(layer, ()):
+                report.kept[s.label] += 1
+        report.documents += 1
+        out.append(d)
     return out
 
 

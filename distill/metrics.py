@@ -117,12 +117,22 @@ def _score_of(c: Counts, ci: tuple[float, float] | None = None) -> LabelScore:
     return LabelScore(c.precision, c.recall, c.f1, c.tp, c.fp, c.fn, c.tp + c.fn, ci)
 
 
+def _by_id(docs: Iterable[Document], side: str) -> dict[str, Document]:
+    out: dict[str, Document] = {}
+    for d in docs:
+        if d.id in out:
+            raise ValueError(f"two {side} documents have the id {d.id!r}; ids must be unique to pair gold with predictions")
+        out[d.id] = d
+    return out
+
+
 def pair_documents(
     gold_docs: Iterable[Document], pred_docs: Iterable[Document]
 ) -> tuple[list[tuple[Document, Document | None]], dict[str, Any]]:
-    """Pair predictions with gold by id; report missing, extra and text-mismatched documents."""
-    gold = {d.id: d for d in gold_docs}
-    preds = {d.id: d for d in pred_docs}
+    """Pair predictions with gold by id; report missing, extra and text-mismatched documents.
+    A repeated id on either side is an error: one of the two would silently shadow the other."""
+    gold = _by_id(gold_docs, "gold")
+    preds = _by_id(pred_docs, "prediction")
     problems: dict[str, Any] = {}
     missing = [i for i in gold if i not in preds]
     extra = [i for i in preds if i not in gold]
@@ -157,10 +167,19 @@ def score(
     if match not in MATCHES:
         raise ValueError(f"match must be one of {MATCHES}, got {match!r}")
     pairs, problems = pair_documents(gold_docs, pred_docs)
+    if pred_layer is not None:
+        present = [p for _, p in pairs if p is not None]
+        if present and not any(pred_layer in p.layers for p in present):  # a misspelt layer would score 0
+            have = sorted({name for p in present for name in p.layers})
+            raise ValueError(f"no prediction document has a layer {pred_layer!r}; layers present: {have or 'none'}")
     unknown: dict[str, int] = {}
+    gold_outside: dict[str, int] = {}
     per_doc: list[dict[str, Counts]] = []
     for g, p in pairs:
         gold_spans = g.layers.get(gold_layer, [])
+        for s in gold_spans:
+            if s.label not in labels:
+                gold_outside[s.label] = gold_outside.get(s.label, 0) + 1
         pred_spans = _pick_layer(p, pred_layer) if p is not None else []
         for s in pred_spans:
             if s.label not in labels:
@@ -168,6 +187,9 @@ def score(
         per_doc.append(_match_doc(gold_spans, pred_spans, match))
     if unknown:
         problems["unknown_labels"] = unknown
+    if gold_outside:  # not scored (the label set decides what counts), but never invisible
+        problems["gold_labels_not_scored"] = {"count": sum(gold_outside.values()),
+                                              "examples": [f"{k} ({v})" for k, v in sorted(gold_outside.items())]}
     by_label, micro = _aggregate(per_doc, labels)
     cis = bootstrap_f1(per_doc, labels, bootstrap, seed) if bootstrap else {}
     label_scores = {l: _score_of(c, cis.get(l)) for l, c in by_label.items()}

@@ -39,6 +39,14 @@ class DataSource(Strict):
     split: Optional[str] = None
     limit: Optional[int] = Field(None, ge=1, description="Take at most this many documents (in corpus order).")
 
+    @field_validator("split")
+    @classmethod
+    def _split(cls, v: Optional[str]) -> Optional[str]:
+        from distill.corpora import parse_split
+
+        parse_split(v)  # a misspelt split fails here, not after the teachers have run
+        return v
+
 
 class DataConfig(Strict):
     data_dir: Optional[str] = Field(None, description="Folder of registered corpora; relative to the recipe.")
@@ -218,6 +226,7 @@ def load_recipe(path: str | os.PathLike, check_files: bool = True, overrides: Se
     except ValidationError as e:
         raise RecipeError(_format_validation(e, str(path))) from None
     check_external(recipe, str(path))
+    check_options(recipe, str(path))
     if check_files:
         check_data(recipe, str(path))
     return recipe
@@ -236,6 +245,32 @@ def check_external(recipe: Recipe, source: str) -> None:
                 f"{source}: teachers.{i} ({t.spec}) sends note text to an external API; "
                 "set allow_external_api = true if your data may leave this machine"
             )
+
+
+def check_options(recipe: Recipe, source: str) -> None:
+    """The free-form ``options`` tables are passed as keyword arguments to the step's function;
+    a misspelt one must fail at load time, not after hours of (paid) labelling."""
+    import dataclasses
+    import inspect
+
+    from distill.aggregate import aggregate
+    from distill.bench import BenchConfig as BenchSettings
+    from students.train import TrainConfig
+
+    set_by_recipe = {"docs", "layers", "method", "labels", "weights", "out_layer", "base_model", "seed", "progress", "prices"}
+    accepted = {
+        "aggregate.options": set(inspect.signature(aggregate).parameters),
+        "student.options": {f.name for f in dataclasses.fields(TrainConfig)},
+        "bench.options": {f.name for f in dataclasses.fields(BenchSettings)},
+    }
+    given = {"aggregate.options": recipe.aggregate.options, "student.options": recipe.student.options,
+             "bench.options": recipe.bench.options}
+    for key, opts in given.items():
+        allowed = accepted[key] - set_by_recipe
+        bad = sorted(set(opts) - allowed)
+        if bad:
+            raise RecipeError(f"{source}: {key}: unknown option{'s' if len(bad) > 1 else ''} {', '.join(bad)} "
+                              f"(accepted: {', '.join(sorted(allowed))})")
 
 
 def check_data(recipe: Recipe, source: str) -> None:

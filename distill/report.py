@@ -51,7 +51,8 @@ def _sig(x: float | None, digits: int = 3) -> str:
         return "n/a"
     if x == 0:
         return "0"
-    return f"{x:.{digits}g}" if abs(x) < 10 ** digits else f"{x:,.0f}"
+    text = f"{x:.{digits}g}"
+    return f"{x:,.0f}" if "e+" in text else text  # 999.6 rounds up to "1e+03": print 1,000
 
 
 def _usd(x: float | None) -> str:

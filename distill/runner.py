@@ -40,6 +40,11 @@ class StepOutcome:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+class StepFailed(RuntimeError):
+    """A step stopped on a user-facing problem (bad data, a leak, teacher failures); the message
+    names the step, and rerunning the recipe resumes from it."""
+
+
 class Run:
     """One execution of a recipe; each ``step_*`` method reads files and writes files."""
 
@@ -94,7 +99,10 @@ class Run:
         started = time.time()
         folder.mkdir(parents=True, exist_ok=True)
         (folder / MANIFEST).unlink(missing_ok=True)  # a step killed from here on never looks finished
-        outputs, summary = fn()
+        try:
+            outputs, summary = fn()
+        except (ValueError, RuntimeError, OSError) as e:  # programming errors (TypeError, ...) keep their traceback
+            raise StepFailed(f"step {name!r} failed: {e}") from e
         m = finish(folder, name, config, inputs, outputs, started, summary)
         self.outcomes.append(StepOutcome(name, True, reason, m.seconds, summary))
 
@@ -162,20 +170,22 @@ class Run:
         summary: dict[str, Any] = {"notes": len(notes)}
         gold_sets = {"dev": r.data.dev, "human_train": r.data.human_train}
         gold_sets.update({k: s for k, s in zip(self.test_keys, r.data.test)})
-        test_ids: set[str] = set()
+        ids: dict[str, set[str]] = {"data.notes": set(notes)}
         for key, src in gold_sets.items():
             if src is None:
                 continue
             docs = self._load(src)
-            if key.startswith("test"):
-                test_ids.update(d.id for d in docs)
+            ids[key] = {d.id for d in docs}
             write_jsonl(docs, self.gold_path(key), layers=[GOLD])
             outputs.append(self.gold_path(key))
             summary[key] = len(docs)
-        leaked = test_ids & set(notes)
-        if leaked:
-            raise ValueError(f"{len(leaked)} test documents are also in data.notes (e.g. {sorted(leaked)[:3]}): "
-                             "the benchmark would score the student on its own training notes")
+        test_ids = set().union(*(v for k, v in ids.items() if k.startswith("test")))
+        for key, seen in ids.items():  # what a student trains or is selected on must not be scored
+            leaked = test_ids & seen if not key.startswith("test") else set()
+            if leaked:
+                where = key if key == "data.notes" else f"data.{key}"
+                raise ValueError(f"{len(leaked)} test documents are also in {where} (e.g. {sorted(leaked)[:3]}): "
+                                 "the benchmark would score the student on documents it trained or was selected on")
         return outputs, summary
 
     def step_label(self) -> tuple[list[Path], dict[str, Any]]:
@@ -265,7 +275,10 @@ class Run:
             systems += student_systems(model, model.parent / "onnx", name=names[model], variants=variants)
         gold_sets = {}
         for key, src in zip(self.test_keys, r.data.test):
-            gold_sets[f"{src.corpus}:{src.split or 'all'}"] = list(read_jsonl(self.gold_path(key)))
+            name = f"{src.corpus}:{src.split or 'all'}"
+            if name in gold_sets:  # two test sets must not overwrite each other's scores
+                name = f"{name} ({key})"
+            gold_sets[name] = list(read_jsonl(self.gold_path(key)))
         first = next(iter(gold_sets.values()))
         docs = [Document(d.id, d.text, d.meta) for d in first][: r.bench.max_docs]
         prices = Prices.from_options(r.bench.cpu_price, r.bench.gpu_price, r.bench.batch_api)

@@ -156,3 +156,17 @@ def test_cli_aggregate_writes_silver_and_soft_targets(tmp_path, maccrobat_layers
     assert out.is_file() and (tmp_path / "silver.soft.npz").is_file()
     r = CliRunner().invoke(app, ["aggregate", *files, "--layers", "good,noisy", "--method", "weighted", "--out", str(out)])
     assert r.exit_code == 2 and "--dev" in r.output
+
+
+def test_overlap_counts_do_not_depend_on_document_order():
+    text = "chest pain"
+    with_overlap = Document("d1", text, {}, {"a": [Span(0, 10, "SYMPTOM", text, "a"), Span(6, 10, "SYMPTOM", "pain", "a")]})
+    without = Document("d2", text, {}, {"a": [Span(6, 10, "SYMPTOM", "pain", "a")]})
+    for docs in ([with_overlap, without], [without, with_overlap]):
+        assert agg.aggregate(docs, ["a"], "union").log.overlaps_resolved == {"a": 1}
+
+
+def test_weights_need_a_gold_layer_on_the_dev_documents():
+    dev = [Document("d", "fever", {}, {"a": [Span(0, 5, "SYMPTOM", "fever", "a")]})]
+    with pytest.raises(agg.AggregationError, match="none of the 1 dev documents has a gold layer 'gold'"):
+        agg.estimate_weights(dev, ["a"])

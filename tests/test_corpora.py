@@ -101,6 +101,9 @@ def test_ada_counts(shared_data):
     assert report.dropped_types == Counter(factor=363, modifier=336)
     assert report.skipped_lines == Counter({"relation (has)": 2793, "relation (modifies)": 1009, "relation (causes)": 47})
     assert all(d.meta["url"] == d.id for d in docs)
+    test_report = ReadReport()  # a split is counted as read, not the whole file
+    test = load_corpus("ada", shared_data, split="test", report=test_report)
+    assert test_report.documents == len(test) < 53 and sum(test_report.kept.values()) == sum(label_counts(test).values())
 
 
 def test_mtsamples_unlabelled_with_meta(shared_data):
@@ -129,6 +132,10 @@ def test_plain_paths(tmp_path):
     jl = tmp_path / "preds.jsonl"
     jl.write_text(json.dumps({"id": "a", "text": "fever", "entities": [{"start": 0, "end": 5, "label": "SYMPTOM", "text": "fever"}]}) + "\n")
     assert label_counts(load_corpus(str(jl))) == {SYMPTOM: 1}
+    report = ReadReport()
+    mapped = load_corpus(str(jl), label_map={"SYMPTOM": "FINDING"}, report=report)
+    assert label_counts(mapped) == {"FINDING": 1} and report.kept == Counter(FINDING=1)
+    assert label_counts(load_corpus(str(jl), label_map={"Drug": MEDICATION})) == {}
     brat = tmp_path / "brat"
     brat.mkdir()
     (brat / "d.txt").write_text("aspirin")

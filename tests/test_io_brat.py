@@ -195,3 +195,51 @@ def test_non_utf8_text_is_a_format_error(tmp_path):
     tmp_path.joinpath("x.ann").write_text("")
     with pytest.raises(FormatError, match="x.txt: not UTF-8"):
         list(read_brat(tmp_path))
+
+
+def test_write_brat_round_trips_real_maccrobat_and_chia(shared_data, tmp_path):
+    """Offsets, discontinuous fragments, negation and CRLF texts survive write -> read."""
+    from distill.io.brat import write_brat
+
+    mac = list(read_brat(shared_data / "maccrobat2020" / "brat", MACCROBAT_MAP, select=lambda i: i < "16"))
+    chia = list(read_brat(shared_data / "chia" / "chia_without_scope.zip", None, on_mismatch="report",
+                          select=lambda i: i < "NCT002"))
+    assert any("\r\n" in d.text for d in chia) and any(s.fragments for d in chia for s in d.spans("gold"))
+    for docs, name in ((mac, "mac"), (chia, "chia")):
+        assert write_brat(docs, tmp_path / name) == len(docs) > 0
+        back = {d.id: d for d in read_brat(tmp_path / name, None)}
+        for d in docs:
+            key = lambda spans: sorted((s.start, s.end, s.label, s.fragments, s.negated) for s in spans)  # noqa: E731
+            assert back[d.id].text == d.text
+            assert key(back[d.id].spans("gold")) == key(d.spans("gold"))
+
+
+def test_convert_to_brat_and_a_misspelt_layer(shared_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from distill.cli import app
+
+    src = shared_data / "maccrobat2020" / "brat"
+    bad = CliRunner().invoke(app, ["convert", str(src), str(tmp_path / "b"), "--to", "brat", "--layer", "glod"])
+    assert bad.exit_code == 2 and "no document has a layer 'glod'" in bad.output
+    assert not (tmp_path / "b").exists()
+    ok = CliRunner().invoke(app, ["convert", "maccrobat", str(tmp_path / "b"), "--to", "brat", "--split", "dev",
+                                  "--data-dir", str(shared_data)])
+    assert ok.exit_code == 0, ok.output
+    assert len(list(read_brat(tmp_path / "b", None))) == 30
+
+
+def test_subfolders_are_read_and_duplicate_names_are_an_error(tmp_path):
+    for sub, doc in (("train", "x"), ("test", "y")):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / f"{doc}.txt").write_text("fever", encoding="utf-8")
+        (tmp_path / sub / f"{doc}.ann").write_text("T1\tSign_symptom 0 5\tfever\n", encoding="utf-8")
+    assert [d.id for d in read_brat(tmp_path, None)] == ["x", "y"]
+    (tmp_path / "test" / "x.txt").write_text("fever", encoding="utf-8")
+    with pytest.raises(FormatError, match="two documents named 'x'"):
+        list(read_brat(tmp_path, None))
+    with zipfile.ZipFile(tmp_path / "c.zip", "w") as zf:
+        for name in ("train/x.txt", "test/x.txt"):
+            zf.writestr(name, "fever")
+    with pytest.raises(FormatError, match="two documents named 'x'"):
+        list(read_brat(tmp_path / "c.zip", None))

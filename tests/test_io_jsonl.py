@@ -11,7 +11,9 @@ from distill.io.jsonl import FormatError, JsonlAppender, doc_to_record, read_jso
 
 
 def _lines(path, *records):
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records), encoding="utf-8")
+    """One line per record: a dict is JSON-encoded, a str written as is, bytes written raw."""
+    enc = lambda r: r if isinstance(r, bytes) else (r if isinstance(r, str) else json.dumps(r)).encode("utf-8")  # noqa: E731
+    path.write_bytes(b"".join(enc(r) + b"\n" for r in records))
     return path
 
 
@@ -68,6 +70,10 @@ def test_flat_entities_layer_and_extra_keys_to_meta(tmp_path):
         ({"id": "b", "text": "fever", "entities": {"start": 0}}, "'entities' must be a list"),
         ({"id": "b", "text": "fever", "spans": [1]}, "'spans' must be an object"),
         ({"id": "a", "text": "again"}, "duplicate document id 'a'"),
+        ({"id": "b", "text": "fever", "entities": [[0, 5, "SYMPTOM"]]}, "entities[0] must be an object"),
+        ({"id": "b", "text": "fever", "meta": [1, 2]}, "'meta' must be an object"),
+        ({"id": "b", "text": "fever", "spans": {"gold": {"start": 0}}}, "spans['gold'] must be a list of objects"),
+        ('{"id": "b", "text": "f\xe9ver"}'.encode("latin-1"), "not UTF-8"),
     ],
 )
 def test_malformed_line_names_file_and_line(tmp_path, bad, reason):
@@ -114,3 +120,9 @@ def test_appender_refuses_a_corrupt_middle_line(tmp_path):
     path.write_text('{"id": "n1", "text": "a"}\n{broken\n{"id": "n3", "text": "c"}\n')
     with pytest.raises(FormatError, match=r"silver\.jsonl:2: unreadable record"):
         JsonlAppender(path)
+
+
+def test_a_byte_order_mark_is_not_an_error(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(FEVER).encode() + b"\n")
+    assert [d.id for d in read_jsonl(path)] == ["a"]

@@ -102,7 +102,10 @@ def test_handmade_good_file(tmp_path):
     "body, reason",
     [
         ("1|t|Fever\n1|a|x\n1\t0\t5\tFever\tDisease\n", "6 or 7 tab-separated columns"),
-        ("1|t|Fever\n1|a|x\n1\t0\tfive\tFever\tDisease\tD1\n", "neither a mention line"),
+        ("1|t|Fever\n1|a|x\n1\t0\tfive\tFever\tDisease\tD1\n", "mention offsets must be non-negative integers"),
+        ("1|t|Fever\n1|a|x\n1\t4O\t5\tFever\tDisease\tD1\n", "mention offsets must be non-negative integers, got '4O'"),
+        ("1|t|Fever\n1|a|x\n1\t-1\t5\tFever\tDisease\tD1\n", "mention offsets must be non-negative integers, got '-1'"),
+        ("1|t|Fever\n1|a|x\n1\tCID\tD1\n", "neither a mention line"),
         ("1|t|Fever\n1|a|x\n2\t0\t5\tFever\tDisease\tD1\n", "annotation for PMID 2 inside the block of 1"),
         ("1|t|Fever\n1|a|x\n1\t0\t50\tFever\tDisease\tD1\n", "out of range"),
         ("1|t|Fever\n1|a|x\n1\t0\t5\tFavor\tDisease\tD1\n", "says 'Favor' but the text there is 'Fever'"),

@@ -74,3 +74,24 @@ def test_local_evaluate_module_matches_metrics():
     out = met.compute(predictions=preds, references=refs, match="relaxed")
     assert out["precision"] == 1.0 and out["recall"] == 0.5
     assert out["SYMPTOM_f1"] == 1.0
+
+
+def _doc(doc_id, text, **layers):
+    return Document(doc_id, text, {}, {k: [Span(a, b, lab, text[a:b], k) for a, b, lab in v] for k, v in layers.items()})
+
+
+def test_duplicate_ids_and_a_misspelt_layer_are_errors_not_zero_scores():
+    gold = [_doc("x", "aspirin", gold=[(0, 7, "MEDICATION")]), _doc("x", "fever", gold=[(0, 5, "SYMPTOM")])]
+    with pytest.raises(ValueError, match="two gold documents have the id 'x'"):
+        score(gold, [_doc("x", "aspirin", pred=[])], pred_layer="pred")
+    pred = [_doc("x", "aspirin", silver=[(0, 7, "MEDICATION")])]
+    with pytest.raises(ValueError, match="no prediction document has a layer 'silvr'; layers present: \\['silver'\\]"):
+        score(gold[:1], pred, pred_layer="silvr")
+    assert score(gold[:1], pred, pred_layer="silver", bootstrap=0).micro.f1 == 1.0
+
+
+def test_gold_labels_outside_the_label_set_are_reported():
+    gold = [_doc("a", "aspirin for fever", gold=[(0, 7, "Medication"), (12, 17, "SYMPTOM")])]
+    rep = score(gold, [_doc("a", "aspirin for fever", pred=[(12, 17, "SYMPTOM")])], bootstrap=0)
+    assert rep.micro.support == 1 and rep.micro.f1 == 1.0
+    assert rep.problems["gold_labels_not_scored"] == {"count": 1, "examples": ["Medication (1)"]}

@@ -102,3 +102,24 @@ def test_cli_run_set_reaches_the_recipe(tmp_path, shared_data):
     assert "elsewhere" in res.output
     res = runner.invoke(app, ["run", str(path), "--check", "--set", "aggregate.method=vote"])
     assert res.exit_code == 2 and "aggregate.method" in res.output
+
+
+@pytest.mark.parametrize("override,message", [
+    ("aggregate.options.thresold=0.6", r"aggregate\.options: unknown option thresold \(accepted: .*threshold"),
+    ("student.options.epohcs=2", r"student\.options: unknown option epohcs \(accepted: .*epochs"),
+    ("bench.options.repeets=2", r"bench\.options: unknown option repeets \(accepted: .*repeats"),
+    ("data.test.0.split=tset", r"data\.test\.0\.split: .*unknown split 'tset'"),
+])
+def test_misspelt_options_and_splits_fail_at_load(tmp_path, shared_data, override, message):
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(write(tmp_path, MINIMAL, shared_data), overrides=[override])
+
+
+def test_test_documents_in_dev_or_human_train_stop_the_run(tmp_path, shared_data):
+    """The leak guard covers what the student is selected (dev) or trained (human_train) on."""
+    path = write(tmp_path, MINIMAL, shared_data)
+    for key in ("dev", "human_train"):
+        res = runner.invoke(app, ["run", str(path), "--set", f'data.{key}={{ corpus = "maccrobat", split = "test+dev" }}'])
+        assert res.exit_code == 1, res.output
+        assert f"step 'notes' failed: 25 test documents are also in data.{key}" in res.output
+        assert "rerun" in res.output

@@ -12,7 +12,7 @@ import gzip
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Callable, Any, Iterator, Mapping
 
 from distill.documents import GOLD, Document, Span
 from distill.io.jsonl import FormatError
@@ -36,10 +36,12 @@ def read_ada(
     *,
     on_mismatch: str = "raise",
     report: ReadReport | None = None,
+    select: Callable[[str], bool] | None = None,
 ) -> Iterator[Document]:
     """Stream Documents from the Ada JSON (``.json`` or ``.json.gz``); types outside
     ``label_map`` are dropped and counted, mismatching spans raise or (``on_mismatch="report"``)
-    are counted and left out. Errors name the file and the record index (the file is one JSON list)."""
+    are counted and left out. Errors name the file and the record index (the file is one JSON list).
+    ``select(doc_id)`` skips documents before they are parsed or counted (splits)."""
     check_mismatch_policy(on_mismatch)
     path = Path(path)
     report = report if report is not None else ReadReport(source=str(path))
@@ -58,6 +60,8 @@ def read_ada(
         if doc_id in seen:
             raise FormatError(f"{where}: duplicate document id {doc_id!r}")
         seen.add(doc_id)
+        if select is not None and not select(doc_id):
+            continue
         report.skipped_lines.update(f"relation ({r.get('infons', {}).get('type', '?')})" for r in rec.get("relations", []))
         spans: list[Span] = []
         for ent in entities:

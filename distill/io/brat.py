@@ -13,7 +13,7 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 from distill.documents import GOLD, Document, Span
 from distill.io.jsonl import FormatError
@@ -163,14 +163,28 @@ def _decode(data: bytes, where: str) -> str:
         raise FormatError(f"{where}: not UTF-8 ({e.reason} at byte {e.start})") from None
 
 
+def _unique_ids(bases: list[str], where: str) -> None:
+    """Document ids are file stems; two files with one stem in different subfolders would make one
+    document shadow the other (in scoring, in JSONL), so that is an error, not a silent loss."""
+    seen: dict[str, str] = {}
+    for b in bases:
+        stem = Path(b).name
+        if stem in seen:
+            raise FormatError(f"{where}: two documents named {stem!r} ({seen[stem]} and {b}); document ids are file "
+                              f"names, so rename one or read the subfolders separately")
+        seen[stem] = b
+
+
 def _folder_pairs(folder: Path) -> Iterator[tuple[str, str, Callable[[], bytes], Callable[[], bytes] | None]]:
-    txts = {p.stem: p for p in folder.glob("*.txt")}
-    anns = {p.stem: p for p in folder.glob("*.ann")}
-    for stem in sorted(anns.keys() - txts.keys()):
-        raise FormatError(f"{anns[stem]}: no matching text file {folder / (stem + '.txt')}")
-    for stem in sorted(txts):
-        ann = anns.get(stem)
-        yield stem, str(folder / stem), txts[stem].read_bytes, (ann.read_bytes if ann else None)
+    """Pairs from the folder and its subfolders (as in a zip), sorted by document id."""
+    txts = {p.with_suffix("").relative_to(folder).as_posix(): p for p in folder.rglob("*.txt")}
+    anns = {p.with_suffix("").relative_to(folder).as_posix(): p for p in folder.rglob("*.ann")}
+    for rel in sorted(anns.keys() - txts.keys()):
+        raise FormatError(f"{anns[rel]}: no matching text file {anns[rel].with_suffix('.txt')}")
+    _unique_ids(sorted(txts), str(folder))
+    for rel in sorted(txts, key=lambda r: Path(r).name):
+        ann = anns.get(rel)
+        yield Path(rel).name, str(folder / rel), txts[rel].read_bytes, (ann.read_bytes if ann else None)
 
 
 def _zip_pairs(path: Path) -> Iterator[tuple[str, str, Callable[[], bytes], Callable[[], bytes] | None]]:
@@ -180,6 +194,7 @@ def _zip_pairs(path: Path) -> Iterator[tuple[str, str, Callable[[], bytes], Call
         anns = {n[:-4]: n for n in names if n.endswith(".ann")}
         for base in sorted(anns.keys() - txts.keys()):
             raise FormatError(f"{path}!{anns[base]}: no matching text file {base}.txt in the zip")
+        _unique_ids(sorted(txts), str(path))
         for base in sorted(txts, key=lambda b: Path(b).name):
             ann = anns.get(base)
             yield (
@@ -227,3 +242,29 @@ def read_brat(
         else:
             ann = _decode(read_ann(), base + ".ann")
         yield parse_brat(doc_id, text, ann, label_map, layer, on_mismatch=on_mismatch, report=report, name=base + ".ann")
+
+
+def write_brat(docs: Iterable[Document], folder: str | os.PathLike, layer: str = GOLD) -> int:
+    """Write ``<id>.txt`` + ``<id>.ann`` per document (``T`` lines for layer ``layer``, fragments of
+    discontinuous spans joined by ``;``, ``A Negation`` for negated spans), readable by brat and by
+    ``read_brat``. Text is written byte-exact (newline translation off) so offsets stay valid.
+    A document without ``layer`` gets an empty ``.ann`` (``distill convert`` warns about those)."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for doc in docs:
+        if not doc.id or "/" in doc.id or doc.id in (".", ".."):
+            raise FormatError(f"document id {doc.id!r} cannot be a brat file name")
+        lines: list[str] = []
+        for k, s in enumerate(sorted(doc.layers.get(layer, []), key=lambda x: (x.start, x.end, x.label)), 1):
+            frags = s.fragments or ((s.start, s.end),)
+            surface = " ".join(doc.text[a:b] for a, b in frags).replace("\n", " ").replace("\r", " ")
+            lines.append(f"T{k}\t{s.label} {';'.join(f'{a} {b}' for a, b in frags)}\t{surface}")
+            if s.negated:
+                lines.append(f"A{k}\tNegation T{k}")
+        with open(out / f"{doc.id}.txt", "w", encoding="utf-8", newline="") as f:
+            f.write(doc.text)
+        with open(out / f"{doc.id}.ann", "w", encoding="utf-8", newline="") as f:
+            f.write("".join(line + "\n" for line in lines))
+        n += 1
+    return n

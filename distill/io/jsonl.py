@@ -47,6 +47,8 @@ def doc_from_record(
     doc_id = rec["id"]
     if isinstance(doc_id, int):
         doc_id = str(doc_id)
+    if not isinstance(rec.get("meta") or {}, dict):
+        raise FormatError(f"{where}: 'meta' must be an object")
     meta = dict(rec.get("meta") or {})
     meta.update({k: v for k, v in rec.items() if k not in RESERVED})
     layers: dict[str, list[Span]] = {}
@@ -55,13 +57,17 @@ def doc_from_record(
             ents = rec["entities"]
             if not isinstance(ents, list):
                 raise FormatError(f"{where}: 'entities' must be a list")
-            for e in ents:
+            for k, e in enumerate(ents):
+                if not isinstance(e, dict):
+                    raise FormatError(f"{where}: entities[{k}] must be an object with start, end, label, got {e!r:.60}")
                 span = Span.from_dict(e, source=entities_layer)
                 layers.setdefault(e.get("source") or entities_layer, []).append(span)
         if "spans" in rec:
             if not isinstance(rec["spans"], dict):
                 raise FormatError(f"{where}: 'spans' must be an object of layer -> list")
             for name, lst in rec["spans"].items():
+                if not isinstance(lst, list) or not all(isinstance(e, dict) for e in lst):
+                    raise FormatError(f"{where}: spans[{name!r}] must be a list of objects with start, end, label")
                 layers.setdefault(name, []).extend(Span.from_dict(e, source=name) for e in lst)
         if not isinstance(rec["text"], str):
             raise FormatError(f"{where}: 'text' must be a string")
@@ -95,11 +101,16 @@ def read_jsonl(
     :func:`doc_from_record` for ``rejected``.
     """
     seen: set[str] = set()
-    with _open(path, "r") as fh:
-        for lineno, line in enumerate(fh, 1):
+    p = str(path)
+    with (gzip.open(p, "rb") if p.endswith(".gz") else open(p, "rb")) as fh:  # bytes: bad UTF-8 gets a line number
+        for lineno, raw in enumerate(fh, 1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise FormatError(f"{where}: not UTF-8 ({e.reason} at byte {e.start} of the line)") from None
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:

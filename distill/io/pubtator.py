@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 from distill.documents import GOLD, Document, Span
 from distill.io.jsonl import FormatError
@@ -65,7 +65,9 @@ def _blocks(path: Path, report: ReadReport) -> Iterator[_Block]:
                 if len(cols) not in (6, 7):
                     raise FormatError(f"{where}: mention line needs 6 or 7 tab-separated columns, has {len(cols)}")
                 block.mentions.append((lineno, cols))
-            elif len(cols) >= 3 and not cols[1].isdigit():
+            elif len(cols) in (6, 7):  # a mention line whose offsets are not numbers: never a relation
+                raise FormatError(f"{where}: mention offsets must be non-negative integers, got {cols[1]!r} {cols[2]!r}")
+            elif len(cols) in (4, 5) and not cols[1].isdigit():  # PMID, type, id1, id2 [, novelty]
                 report.skipped_lines[f"relation ({cols[1]})"] += 1
             else:
                 raise FormatError(f"{where}: neither a mention line (PMID start end mention type concept) nor a relation line: {line[:80]!r}")
@@ -81,8 +83,10 @@ def read_pubtator(
     *,
     on_mismatch: str = "raise",
     report: ReadReport | None = None,
+    select: Callable[[str], bool] | None = None,
 ) -> Iterator[Document]:
-    """Stream Documents from one PubTator file.
+    """Stream Documents from one PubTator file (``select(pmid)`` skips documents before they are
+    parsed or counted: splits).
 
     Types outside ``label_map`` are dropped and counted (``None`` keeps all). A mention whose
     column differs from the text only by surrounding whitespace (a known NCBI-disease quirk)
@@ -107,6 +111,8 @@ def read_pubtator(
             report.problem("duplicate document (identical, kept once)", f"{where}: PMID {b.pmid} repeated")
             continue
         seen[b.pmid] = b.raw
+        if select is not None and not select(b.pmid):
+            continue
         text = b.title + " " + b.abstract
         spans: list[Span] = []
         for lineno, cols in b.mentions:
