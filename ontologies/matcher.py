@@ -2,10 +2,12 @@
 
 Text and terms go through the same length-preserving fold (lower case; punctuation and dashes
 become spaces; a regular plural "-s"/"-ies"/"-sses" is folded to the singular and British
-"oe"/"ae"/"-our" to American, padding at the word's end), and the automaton runs directly over
-the folded note, so match offsets are note offsets with no token bookkeeping (the ≥ 5 MB/s
-target). "renal cysts", "oedema" and "Non-small-cell" find "renal cyst", "edema" and
-"non small cell" without storing variant keys.
+"oe"/"ae"/"-our" to American, a CRLF line break to one space, each padded with a ``PAD``
+character), so folded offsets are note offsets. The automaton runs over the fold with the pads
+removed and a vectorised position map takes matches back to note offsets (the ≥ 5 MB/s target):
+"renal cysts", "oesophageal varices", "diabetes<CRLF>mellitus" and "Non-small-cell" find
+"renal cyst", "esophageal varices", "diabetes mellitus" and "non small cell" without storing
+variant keys.
 """
 from __future__ import annotations
 
@@ -15,21 +17,25 @@ from dataclasses import dataclass
 from typing import Iterable, NamedTuple
 
 import ahocorasick
+import numpy as np
 
+# Fills the place of folded-away characters (the fold keeps the note's length) and is removed
+# before matching, so a folded word inside a multi-word term leaves no gap.
+PAD = "\x00"
 # Plural and British-spelling folds. Each replacement has the same length as what it replaces
 # (padding goes to the word's end), so offsets in the folded text are offsets in the note; and
 # each pattern starts with a literal, which keeps ``re`` fast on megabytes of text.
 _FOLDS = (
-    (re.compile(r"ies\b(?<=\w\wies)"), "y  "),  # ovaries -> ovary
-    (re.compile(r"sses\b(?<=\wsses)"), "ss  "),  # abscesses -> abscess
-    (re.compile(r"s\b(?<=\w\w[^\Wsiu]s)"), " "),  # cysts -> cyst (not: psoriasis, status, abscess)
-    (re.compile(r"our\b(?<=\w\w\wour)"), "or "),  # tumour -> tumor
+    (re.compile(r"ies\b(?<=\w\wies)"), "y" + PAD * 2),  # ovaries -> ovary
+    (re.compile(r"sses\b(?<=\wsses)"), "ss" + PAD * 2),  # abscesses -> abscess
+    (re.compile(r"s\b(?<=\w\w[^\Wsiu]s)"), PAD),  # cysts -> cyst (not: psoriasis, status, abscess)
+    (re.compile(r"our\b(?<=\w\w\wour)"), "or" + PAD),  # tumour -> tumor
 )
 _DIGRAPH = re.compile(r"[ao]e\w*")  # oedema -> edema, anaemia -> anemia
 # Everything but letters, digits and a possessive 's becomes a space: punctuation and dashes
 # are word boundaries, and "pain. Fever" cannot match "pain fever" (two spaces apart).
-_NON_WORD = re.compile(r"[^\w ']")
-_ASCII_NON_WORD = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) in " '_")})
+_NON_WORD = re.compile(r"[^\w '\x00]")
+_ASCII_NON_WORD = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) in " '_" + PAD)})
 _NON_POSSESSIVE = re.compile(r"'(?!s\b)")
 # Lexicon label of terms that claim their words but produce no span (lab analytes and the like).
 IGNORE = "IGNORE"
@@ -38,7 +44,7 @@ IGNORE = "IGNORE"
 def _american(m: re.Match) -> str:
     w = m.group()
     f = w.replace("ae", "e").replace("oe", "e")
-    return f + " " * (len(w) - len(f))
+    return f + PAD * (len(w) - len(f))
 
 
 def fold(text: str) -> str:
@@ -46,8 +52,12 @@ def fold(text: str) -> str:
     low = text.lower()
     if len(low) != len(text):  # a few characters grow when lower-cased (e.g. "İ")
         low = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+    if PAD in low:  # a NUL in the note itself is a separator, not padding
+        low = low.replace(PAD, " ")
     if "’" in low:
         low = low.replace("’", "'")
+    if "\r\n" in low:  # one line break, as "\n" is: a term split across lines still matches
+        low = low.replace("\r\n", " " + PAD)
     for pattern, repl in _FOLDS:
         low = pattern.sub(repl, low)
     if "ae" in low or "oe" in low:
@@ -65,10 +75,14 @@ def _in_capitals(text: str, start: int, end: int) -> bool:
 
 
 def normalize(term: str) -> str:
-    """The matching key of a term: the fold of its single-spaced text, so a key is exactly what
-    the fold makes of the same words in a note (padding of folded inner words included:
-    "diabetes mellitus" → "diabete  mellitus")."""
-    return fold(" ".join(term.split())).strip()
+    """The matching key of a term: the fold of its single-spaced text without its pads, so a
+    key is exactly what the matcher sees of the same words in a note ("diabetes mellitus" →
+    "diabete mellitus")."""
+    return fold(" ".join(term.split())).replace(PAD, "").strip()
+
+
+def _unpad(folded: str) -> str:
+    return folded.replace(PAD, "") if PAD in folded else folded
 
 
 class Match(NamedTuple):
@@ -152,14 +166,20 @@ class Matcher:
         entries, n = self.entries, len(text)
         found = []
         append = found.append
-        for last, value in self.automaton.iter(folded):  # the hot loop: keep it lean
-            start = last - (value & 255) + 1  # = offset in text of the key's first character
-            end = last - 1
+        if PAD in folded:  # match without the pads, then map the hits back in one vectorised step
+            raw = np.array(list(self.automaton.iter(_unpad(folded))), np.int64).reshape(-1, 2)
+            pos = np.flatnonzero(np.frombuffer(folded.encode("utf-32-le"), np.uint32) != 0)  # unpadded k -> folded
+            last, val = raw[:, 0], raw[:, 1]
+            hits = zip((pos[last - (val & 255) + 2] - 1).tolist(), pos[last - 1].tolist(), val.tolist())
+        else:
+            hits = ((last - (v & 255) + 1, last - 1, v) for last, v in self.automaton.iter(folded))
+        for start, end, value in hits:  # the hot loop: keep it lean; start/end are text offsets
             if end < n and text[end].isalnum():  # a folded plural: "cyst" of "cysts"
                 while end < n and text[end].isalnum():
                     end += 1
-            if value & 256:  # case-sensitive entry
-                if " ".join(text[start:end].split()) != entries[value >> 9].case:
+            if value & 256:  # case-sensitive entry; an acronym's plural ("NSAIDs", "DVTs") counts
+                surface, case = " ".join(text[start:end].split()), entries[value >> 9].case
+                if surface != case and not (surface[-1:] == "s" and surface[:-1] == case):
                     continue
             elif end - start <= 5 and text[start:end].isupper() and not _in_capitals(text, start, end):
                 continue  # "PICA", "TPN": an abbreviation of something else, not the word
@@ -177,7 +197,7 @@ class Matcher:
             for s, e, entry in self._split_coordination(folded, s, e, entry):
                 if self.modifiers and " " in folded[s + 1 : e + 1].strip():
                     s, entry = self._trim(folded, s, e, entry)
-                out.append(Match(s, e, entry.label, entry.concept, entry.source, folded[s + 1 : e + 1].strip()))
+                out.append(Match(s, e, entry.label, entry.concept, entry.source, _unpad(folded[s + 1 : e + 1]).strip()))
         out.sort()
         return out
 
@@ -189,11 +209,11 @@ class Matcher:
             i = span.find(conj)
             if i <= 0:
                 continue
-            left, right = span[:i].strip(), span[i + len(conj) :].strip()
+            left, right = _unpad(span[:i]).strip(), _unpad(span[i + len(conj) :]).strip()
             a, b = self.lookup(left), self.lookup(right)
             if a and b and a.label == b.label == entry.label and a.case is None and b.case is None:
                 rs = s + i + len(conj)
-                while folded[rs + 1] == " ":
+                while folded[rs + 1] in (" ", PAD):
                     rs += 1
                 return [(s, s + len(span[:i].rstrip()), a), (rs, e, b)]
         return [(s, e, entry)]
@@ -203,13 +223,13 @@ class Matcher:
         pain" → "pain") while the rest is still a term with the same label."""
         while True:
             first, sep, rest = folded[s + 1 : e + 1].strip().partition(" ")
-            kind = self.modifiers.get(first)
+            kind = self.modifiers.get(_unpad(first))
             if not sep or kind is None or (kind == "location" and entry.label != "SYMPTOM"):
                 return s, entry
-            sub = self.lookup(rest.strip())
+            sub = self.lookup(_unpad(rest).strip())
             if sub is None or sub.label != entry.label or sub.case is not None:
                 return s, entry
             s += len(first)
-            while folded[s + 1] == " ":
+            while folded[s + 1] in (" ", PAD):
                 s += 1
             entry = sub
