@@ -124,3 +124,21 @@ def test_short_all_caps_word_is_an_abbreviation_unless_in_a_heading():
     assert spans(mm, "an infarct of the left PICA territory") == []
     assert spans(mm, "a child with pica and FEVER") == [("pica", "SYMPTOM")]
     assert spans(mm, "DIAGNOSES: FEVER, PICA.") == [("FEVER", "SYMPTOM"), ("PICA", "SYMPTOM")]
+
+
+def test_folded_words_inside_multi_word_terms_and_crlf_breaks():
+    """A British or plural word in the middle of a term, or a CRLF line break between its words,
+    must not leave a gap the American / single-spaced key cannot match."""
+    mm = m(("esophageal varices", "DISEASE"), ("hemolytic anemia", "DISEASE"), ("diabetes mellitus", "DISEASE"),
+           ("chest pain", "SYMPTOM"))
+    text = "Oesophageal varices; haemolytic anaemia; diabetes\r\nmellitus; chest\r\npain; chest.\r\npain"
+    assert spans(mm, text) == [("Oesophageal varices", "DISEASE"), ("haemolytic anaemia", "DISEASE"),
+                               ("diabetes\r\nmellitus", "DISEASE"), ("chest\r\npain", "SYMPTOM")]
+    assert [x.term for x in mm.find("ovaries cysts diabetes mellitus")] == ["diabete mellitus"]
+    assert spans(mm, "diabetes\x00mellitus") == [("diabetes\x00mellitus", "DISEASE")]  # a NUL is a separator
+
+
+def test_an_acronyms_plural_matches_its_case_sensitive_entry():
+    mm = m(("NSAID", "MEDICATION", "NSAID"), ("DVT", "DISEASE", "DVT"))
+    assert spans(mm, "NSAIDs and nsaids; two DVTs, one DVT") == [("NSAIDs", "MEDICATION"), ("DVTs", "DISEASE"),
+                                                                ("DVT", "DISEASE")]
