@@ -110,7 +110,7 @@ class Run:
         r = self.recipe
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "recipe.json").write_text(json.dumps(r.model_dump(mode="json"), indent=2))
-        self.step("notes", r.section_hash("data", "labels"), [], self.step_notes)
+        self.step("notes", r.section_hash("data", "labels"), self._source_files(), self.step_notes)
         parts = self._label_parts()
         self.step("label", r.section_hash("teachers", "labels"), [src for _, src in parts], self.step_label)
         teacher_files = [self.teacher_out(t.spec, part) for t in r.teachers for part, _ in parts]
@@ -149,6 +149,21 @@ class Run:
         return [d.parent / "onnx" for d in self._model_dirs()] if self.recipe.export.enabled else []
 
     # -- steps -------------------------------------------------------------------------------
+    def _source_files(self) -> list[Path]:
+        """The corpus files behind every data source: an edited or replaced corpus re-runs the
+        notes step (and so everything after it), as a changed recipe does."""
+        from distill.corpora import REGISTRY, resolve_data_dir
+
+        d = self.recipe.data
+        files: set[Path] = set()
+        for src in [*d.notes, *d.test, *(s for s in (d.dev, d.human_train) if s)]:
+            if src.corpus in REGISTRY:
+                root = resolve_data_dir(self.recipe.data_dir)
+                files.update(root / f for fs in REGISTRY[src.corpus].files.values() for f in fs if (root / f).exists())
+            else:
+                files.add(self.recipe.path(src.corpus))  # type: ignore[arg-type]
+        return sorted(files)
+
     def _load(self, src: DataSource) -> list[Document]:
         from distill.corpora import REGISTRY, load_corpus
 

@@ -123,3 +123,20 @@ def test_test_documents_in_dev_or_human_train_stop_the_run(tmp_path, shared_data
         assert res.exit_code == 1, res.output
         assert f"step 'notes' failed: 25 test documents are also in data.{key}" in res.output
         assert "rerun" in res.output
+
+
+def test_an_edited_corpus_file_reruns_the_notes_step(tmp_path, shared_data):
+    from distill.manifest import stale_reason
+    from distill.runner import Run
+
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text('{"id": "n1", "text": "fever"}\n', encoding="utf-8")
+    text = MINIMAL.replace('corpus = "maccrobat", split = "train", limit = 3', f'corpus = "{notes}"')
+    run = Run(load_recipe(write(tmp_path, text, shared_data)))
+    files = run._source_files()
+    assert notes in files and any(p.name == "brat" for p in files)  # the path source and MACCROBAT's folder
+    config = run.recipe.section_hash("data", "labels")
+    run.step("notes", config, files, run.step_notes)
+    assert stale_reason(run.dir("notes"), config, run._source_files()) is None
+    notes.write_text('{"id": "n1", "text": "fever and cough"}\n', encoding="utf-8")
+    assert stale_reason(run.dir("notes"), config, run._source_files()) == f"input {notes} changed"
