@@ -207,7 +207,7 @@ def table_rows(results: Mapping[str, Any], gold: str | None, labels: Sequence[st
         size = r.get("size_bytes")
         cells += [
             _sig(r["speed"]["notes_per_s"]), _sig(r["speed"].get("notes_per_cpu_s")), _sig(r["speed"]["tokens_per_s"]),
-            f"{lat['p50']:.0f} / {lat['p95']:.0f}" if lat else "n/a",
+            f"{_sig(lat['p50'], 2)} / {_sig(lat['p95'], 2)}" if lat else "n/a",
             _sig((r.get("memory") or {}).get("rss_mb")),
             _sig(size / 2**20) if size else "n/a",
             _usd(_cost(r)),
