@@ -433,6 +433,8 @@ def predict(
     from students.runtime import is_onnx_model
     from students.tagging import TaggingError
 
+    if batch_size < 1:
+        fail(f"--batch-size must be at least 1, got {batch_size}")
     kw = {}
     if threads and is_onnx_model(model):
         kw["threads"] = threads

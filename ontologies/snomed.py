@@ -72,10 +72,16 @@ def _rows(path: Path, columns: tuple[str, ...]) -> Iterator[dict[str, str]]:
 
 
 def _find(root: Path, prefix: str) -> Path:
+    """The one ``<prefix>*Snapshot*.txt`` under ``root``; several (a folder holding more than one
+    release) is an error, since silently picking one would mix or swap releases."""
     hits = sorted(p for p in root.rglob(f"{prefix}*.txt") if "Snapshot" in p.name)
     if not hits:
         raise Rf2FormatError(f"{root}: no {prefix}*Snapshot*.txt file (is this an RF2 release folder?)")
-    return hits[-1]
+    if len(hits) > 1:
+        listed = ", ".join(str(p.relative_to(root)) for p in hits)
+        raise Rf2FormatError(f"{root}: {len(hits)} {prefix}*Snapshot*.txt files ({listed}); point at one "
+                             f"release folder (the one holding Snapshot/Terminology)")
+    return hits[0]
 
 
 class Rf2Snapshot:

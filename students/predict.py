@@ -2,8 +2,8 @@
 
 ``load_predictor(path)`` is the one place that picks a backend for a model path; today it returns
 the torch predictor for an HF model directory (the ONNX runtime hooks in here for ``*.onnx``
-files and directories holding ``model.onnx``). Every predictor offers ``predict_texts(texts)`` and
-``predict(docs, layer)``.
+files and directories holding ``model.onnx`` or only ``model.int8.onnx``). Every predictor offers
+``predict_texts(texts)`` and ``predict(docs, layer)``.
 """
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ class TorchPredictor(tagging.WindowPredictor):
 
     def __init__(self, model: Any, tokenizer: Any, tags: Sequence[str], max_length: int, stride: int,
                  pad_id: int = 0, batch_size: int = 32, docs_per_chunk: int = 64, source: str = ""):
+        if batch_size < 1:
+            raise tagging.TaggingError(f"batch_size must be at least 1, got {batch_size}")
         self.model = model
         self.tokenizer = tagging.prepare_tokenizer(tokenizer)
         self.tags = list(tags)
@@ -48,12 +50,20 @@ class TorchPredictor(tagging.WindowPredictor):
 
     @classmethod
     def from_dir(cls, model_dir: str | os.PathLike, batch_size: int = 32, device: str = "cpu") -> "TorchPredictor":
+        """Load a trained student directory; labels.json and the tokenizer are checked against
+        config.json first, so files from another model fail loudly instead of mislabelling spans."""
         from transformers import AutoModelForTokenClassification
 
         model_dir = Path(model_dir)
+        if batch_size < 1:
+            raise tagging.TaggingError(f"batch_size must be at least 1, got {batch_size}")
         meta = tagging.read_labels_json(model_dir)
-        model = AutoModelForTokenClassification.from_pretrained(str(model_dir)).to(device).eval()
         tok = tagging.load_tokenizer(model_dir)
+        tagging.check_against_config(model_dir, meta, tok)
+        if not any(model_dir.glob("*.safetensors")) and not any(model_dir.glob("pytorch_model*.bin")):
+            raise tagging.TaggingError(f"{model_dir} has no weights (model.safetensors, pytorch_model.bin, model.onnx "
+                                       f"or model.int8.onnx): point at a trained student or an ONNX export")
+        model = AutoModelForTokenClassification.from_pretrained(str(model_dir)).to(device).eval()
         pad_id = meta.get("pad_token_id", model.config.pad_token_id or 0)
         return cls(model, tok, meta["tags"], meta["max_length"], meta["stride"], pad_id, batch_size)
 
@@ -82,7 +92,8 @@ class TorchPredictor(tagging.WindowPredictor):
 
 def load_predictor(path: str | os.PathLike, batch_size: int = 32, **kw: Any) -> Any:
     """A predictor for a model path (the backend dispatch point): a ``.onnx`` file or a directory
-    holding ``model.onnx`` goes to the torch-free ONNX runtime, an HF directory to torch."""
+    holding ``model.onnx`` (or only ``model.int8.onnx``) goes to the torch-free ONNX runtime, an
+    HF directory to torch."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"model {p} does not exist")

@@ -33,9 +33,12 @@ class OnnxModelError(ValueError):
 
 
 def resolve_onnx(path: str | os.PathLike, int8: bool = False) -> Path:
-    """A ``.onnx`` file as given, or ``model.onnx`` / ``model.int8.onnx`` inside a directory."""
+    """A ``.onnx`` file as given, or ``model.onnx`` / ``model.int8.onnx`` inside a directory; a
+    directory holding only ``model.int8.onnx`` (an int8-only deployment) resolves to that file."""
     p = Path(path)
     if p.is_dir():
+        if not int8 and not (p / ONNX_FILE).is_file() and (p / INT8_FILE).is_file():
+            return p / INT8_FILE
         p = p / (INT8_FILE if int8 else ONNX_FILE)
         if not p.is_file():
             raise OnnxModelError(f"{p} not found: export the model first (distill export --model ... --out {p.parent}"
@@ -47,9 +50,10 @@ def resolve_onnx(path: str | os.PathLike, int8: bool = False) -> Path:
 
 
 def is_onnx_model(path: str | os.PathLike) -> bool:
-    """True for a ``.onnx`` file or a directory holding ``model.onnx`` (predict's dispatch rule)."""
+    """True for a ``.onnx`` file or a directory holding ``model.onnx`` or ``model.int8.onnx``
+    (predict's dispatch rule)."""
     p = Path(path)
-    return p.suffix == ".onnx" or (p.is_dir() and (p / ONNX_FILE).is_file())
+    return p.suffix == ".onnx" or (p.is_dir() and ((p / ONNX_FILE).is_file() or (p / INT8_FILE).is_file()))
 
 
 def available_providers(prefer_gpu: bool = True) -> list[str]:
@@ -62,8 +66,10 @@ def available_providers(prefer_gpu: bool = True) -> list[str]:
 
 
 def _check_against_card(onnx_path: Path) -> None:
-    """A model file replaced after export (a different model, a truncated copy) is caught here by
-    its size and SHA-256 in export.json, instead of decoding garbage spans."""
+    """A file replaced after export (a different model, a truncated copy, another student's
+    labels.json or tokenizer) is caught here by its size and SHA-256 in export.json, instead of
+    decoding garbage or wrongly labelled spans. Checks the loaded model and every other listed
+    file that is present, except the other ``.onnx`` variant (not used by this predictor)."""
     card = onnx_path.parent / EXPORT_CARD
     if not card.is_file():
         return
@@ -71,16 +77,18 @@ def _check_against_card(onnx_path: Path) -> None:
         files = json.loads(card.read_text(encoding="utf-8")).get("files", {})
     except json.JSONDecodeError as e:
         raise OnnxModelError(f"{card}: invalid JSON ({e.msg})") from None
-    want = files.get(onnx_path.name)
-    if not want:
-        return
-    size = onnx_path.stat().st_size
-    if size != want.get("bytes"):
-        raise OnnxModelError(f"{onnx_path} has {size} bytes but {card} recorded {want.get('bytes')}: the file was "
-                             f"replaced or truncated after export; re-export the model")
-    if want.get("sha256") and sha256_file(onnx_path) != want["sha256"]:
-        raise OnnxModelError(f"{onnx_path} does not match the SHA-256 recorded in {card}: the file was replaced "
-                             f"after export (a different model?); re-export the model")
+    for name, want in sorted(files.items()):
+        path = onnx_path.parent / name
+        if not want or not path.is_file() or (name.endswith(".onnx") and name != onnx_path.name):
+            continue
+        fix = "re-export the model" if name == onnx_path.name else f"restore {name} from the export or re-export the model"
+        size = path.stat().st_size
+        if size != want.get("bytes"):
+            raise OnnxModelError(f"{path} has {size} bytes but {card} recorded {want.get('bytes')}: the file was "
+                                 f"replaced or truncated after export; {fix}")
+        if want.get("sha256") and sha256_file(path) != want["sha256"]:
+            raise OnnxModelError(f"{path} does not match the SHA-256 recorded in {card}: the file was replaced "
+                                 f"after export (from a different model?); {fix}")
 
 
 # Ops that quantize activations at run time with one scale per *tensor*, i.e. per batch.
@@ -121,6 +129,8 @@ class OnnxPredictor(tagging.WindowPredictor):
     ):
         import onnxruntime as ort
 
+        if batch_size < 1:
+            raise OnnxModelError(f"batch_size must be at least 1, got {batch_size}")
         self.path = resolve_onnx(onnx_path)
         self.model_dir = Path(model_dir) if model_dir is not None else self.path.parent
         try:
@@ -133,8 +143,12 @@ class OnnxPredictor(tagging.WindowPredictor):
             raise OnnxModelError(f"{e}; copy the tokenizer files next to the ONNX model (distill export does)") from None
         except Exception as e:  # noqa: BLE001 - the tokenizers library raises plain Exceptions on bad JSON
             raise OnnxModelError(f"{self.model_dir / 'tokenizer.json'} cannot be read: {e}") from None
-        if verify:
+        if verify:  # verify=False skips these checks (export runs the model before writing export.json)
             _check_against_card(self.path)
+            try:
+                tagging.check_against_config(self.model_dir, meta, self.tokenizer)
+            except tagging.TaggingError as e:
+                raise OnnxModelError(str(e)) from None
         self.tags = list(meta["tags"])
         self.max_length = int(meta["max_length"])
         self.stride = int(meta["stride"])
@@ -210,5 +224,6 @@ class OnnxPredictor(tagging.WindowPredictor):
 
 
 def load_onnx_predictor(path: str | os.PathLike, *, int8: bool = False, **kw: Any) -> OnnxPredictor:
-    """An ONNX predictor for a ``.onnx`` file or an export directory (fp32 unless ``int8``)."""
+    """An ONNX predictor for a ``.onnx`` file or an export directory (fp32 unless ``int8``, or
+    when the directory holds only ``model.int8.onnx``)."""
     return OnnxPredictor(resolve_onnx(path, int8=int8), **kw)

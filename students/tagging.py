@@ -28,7 +28,8 @@ Public functions
   window where it is most central (no duplicates across windows).
 - ``decode_words(enc, word_scores, tags, text)`` -> ``list[Span]`` (argmax, BIO repair, softmax
   score); ``decode(enc, window_logits, tags, text)`` does merge + decode in one call.
-- ``write_labels_json(path, labels, max_length, stride, **extra)`` / ``read_labels_json(path)``.
+- ``write_labels_json(path, labels, max_length, stride, **extra)`` / ``read_labels_json(path)``;
+  ``check_against_config(model_dir, meta, tokenizer)``: labels.json / tokenizer vs config.json.
 """
 from __future__ import annotations
 
@@ -379,9 +380,10 @@ _ALNUM = re.compile(r"\w")
 
 def decode_words(enc: EncodedText, word_scores: np.ndarray, tags: Sequence[str], text: str, source: str = "") -> list[Span]:
     """Argmax tag per word -> spans. An ``I-x`` that does not continue an ``x`` mention starts one
-    (the usual lenient BIO repair). A span edge that falls between two word characters (possible
-    with tokenizers that split inside words) is widened to the whole word. Score = mean
-    probability of the chosen tags."""
+    (the usual lenient BIO repair). Leading/trailing punctuation-only words are dropped from a
+    span ("heparin-" -> "heparin"; a span of only punctuation is not emitted). A span edge that
+    falls between two word characters (possible with tokenizers that split inside words) is
+    widened to the whole word. Score = mean probability of the chosen tags of the kept words."""
     if enc.n_words == 0:
         return []
     probs = _softmax(np.asarray(word_scores, np.float64))
@@ -390,17 +392,27 @@ def decode_words(enc: EncodedText, word_scores: np.ndarray, tags: Sequence[str],
     spans: list[Span] = []
     cur: list[int] | None = None  # [start word, end word, label idx]
 
+    def has_alnum(w: int) -> bool:
+        return any(ch.isalnum() for ch in text[enc.word_extents[w, 0] : enc.word_extents[w, 1]])
+
     def close(c: list[int]) -> None:
-        a = int(enc.word_extents[c[0], 0])
-        b = int(enc.word_extents[c[1], 1])
+        lo, hi = c[0], c[1]
+        while lo <= hi and not has_alnum(lo):  # a mention never starts/ends on "-", "/", "'"...
+            lo += 1
+        while hi >= lo and not has_alnum(hi):
+            hi -= 1
+        if lo > hi:
+            return
+        a = int(enc.word_extents[lo, 0])
+        b = int(enc.word_extents[hi, 1])
         while a > 0 and _ALNUM.match(text[a - 1]) and _ALNUM.match(text[a]):
             a -= 1
         while b < len(text) and _ALNUM.match(text[b - 1]) and _ALNUM.match(text[b]):
             b += 1
         if b <= a:
             return
-        score = float(probs[np.arange(c[0], c[1] + 1), pred[c[0] : c[1] + 1]].mean())
-        label = tag_label(tags[pred[c[0]]])
+        score = float(probs[np.arange(lo, hi + 1), pred[lo : hi + 1]].mean())
+        label = tag_label(tags[pred[lo]])
         assert label is not None
         spans.append(Span(a, b, label, text[a:b], source, score=round(score, 4)))
 
@@ -459,12 +471,47 @@ def read_labels_json(path: str | os.PathLike) -> dict[str, Any]:
         raise TaggingError(f"{p} not found: not a student model directory") from None
     except json.JSONDecodeError as e:
         raise TaggingError(f"{p}: invalid JSON ({e.msg})") from None
+    if not isinstance(data, dict):
+        raise TaggingError(f"{p}: expected a JSON object, got {type(data).__name__}")
+    fmt = data.get("format", LABELS_FORMAT)
+    if not isinstance(fmt, int) or not 1 <= fmt <= LABELS_FORMAT:
+        raise TaggingError(f"{p}: unknown labels.json format {fmt!r} (this version reads format {LABELS_FORMAT}); "
+                           f"upgrade clinical-distill or re-train the model")
     for key in ("labels", "tags", "max_length", "stride"):
         if key not in data:
             raise TaggingError(f"{p}: missing {key!r}")
     if data["tags"] != bio_tags(data["labels"]):
         raise TaggingError(f"{p}: tags {data['tags']} do not match labels {data['labels']}")
     return data
+
+
+def check_against_config(model_dir: str | os.PathLike, meta: dict[str, Any], tokenizer: Tokenizer) -> None:
+    """labels.json and the tokenizer must belong to the model in ``config.json`` (skipped when
+    there is none): a labels.json from another student with the same tag count would silently
+    rename every span, and a larger vocabulary or ``max_length`` would crash inference mid-run."""
+    d = Path(model_dir)
+    cfg_path, labels_path = d / "config.json", d / LABELS_FILE
+    if not cfg_path.is_file():
+        return
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise TaggingError(f"{cfg_path}: invalid JSON ({e.msg})") from None
+    id2label = cfg.get("id2label") or {}
+    want = [id2label.get(str(i)) for i in range(len(id2label))]
+    generic = want == [f"LABEL_{i}" for i in range(len(want))]  # transformers' placeholder names
+    if id2label and not generic and list(meta["tags"]) != want:
+        raise TaggingError(f"{labels_path} lists tags {list(meta['tags'])} but {cfg_path} id2label gives {want}: "
+                           f"labels.json belongs to another model; restore the labels.json saved with this model")
+    vocab = cfg.get("vocab_size")
+    n_tok = tokenizer.get_vocab_size(with_added_tokens=True)
+    if isinstance(vocab, int) and n_tok > vocab:
+        raise TaggingError(f"{d / 'tokenizer.json'} has {n_tok} tokens but {cfg_path} has vocab_size {vocab}: the "
+                           f"tokenizer belongs to another model; restore the tokenizer files saved with this model")
+    max_pos = cfg.get("max_position_embeddings")
+    if isinstance(max_pos, int) and int(meta["max_length"]) > max_pos:
+        raise TaggingError(f"{labels_path} has max_length {meta['max_length']} but {cfg_path} allows "
+                           f"{max_pos} positions: set max_length <= {max_pos} in labels.json (re-train or re-export)")
 
 
 PRED_LAYER = "pred"

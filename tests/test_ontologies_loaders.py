@@ -123,6 +123,14 @@ def test_snomed_rf2_snapshot(shared_data):
     assert base.label("12481008") is None  # (procedure)
 
 
+def test_snomed_folder_with_two_releases_is_an_error(shared_data):
+    """The fixture holds two releases; their parent folder is ambiguous, so no silent pick."""
+    parent = shared_data / "lexicons/snomed_rf2_format_fixture"
+    with pytest.raises(Rf2FormatError, match=r"2 sct2_Concept_\*Snapshot\*\.txt files .*INT_20210131.*INT_20180731"
+                                             r".*point at one release folder"):
+        Rf2Snapshot(parent)
+
+
 def test_snomed_semantic_tags_and_missing_release(tmp_path):
     assert semantic_tag("Paracetamol (substance)") == "substance"
     assert semantic_tag("no tag") is None

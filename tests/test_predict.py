@@ -121,6 +121,27 @@ def test_bad_model_dirs(tmp_path, trained):
         load_predictor(tmp_path)
 
 
+def test_torch_predictor_rejects_files_from_another_model(tmp_path, trained):
+    import shutil
+
+    d = tmp_path / "m"
+    shutil.copytree(trained, d, ignore=shutil.ignore_patterns("checkpoints*"))
+    meta = tagging.read_labels_json(d)
+    tagging.write_labels_json(d, meta["labels"][::-1], meta["max_length"], meta["stride"])  # same tag count
+    with pytest.raises(tagging.TaggingError, match=r"labels\.json lists tags .* but .*config\.json id2label gives"):
+        TorchPredictor.from_dir(d)
+    tagging.write_labels_json(d, meta["labels"], 4096, meta["stride"])
+    with pytest.raises(tagging.TaggingError, match=r"max_length 4096 but .*config\.json allows 128 positions"):
+        load_predictor(d)
+    tagging.write_labels_json(d, meta["labels"], meta["max_length"], meta["stride"])
+    with pytest.raises(tagging.TaggingError, match="batch_size must be at least 1, got 0"):
+        TorchPredictor.from_dir(d, batch_size=0)
+    for w in d.glob("*.safetensors"):
+        w.unlink()
+    with pytest.raises(tagging.TaggingError, match="has no weights"):
+        load_predictor(d)
+
+
 def test_cli_train_errors_are_one_line(tmp_path, tiny_base):
     notes = tmp_path / "n.jsonl"
     write_jsonl([Document("a", "no labels here")], notes)

@@ -117,7 +117,7 @@ def test_onnx_model_mismatched_with_labels_json(tmp_path, exported):  # noqa: F8
     from students.runtime import OnnxModelError, OnnxPredictor
 
     _, out, _ = exported
-    d = _copy(out, tmp_path / "mismatch")
+    d = _copy(out, tmp_path / "mismatch", "export.json", "config.json")  # so only the output count can catch it
     meta = json.loads((d / "labels.json").read_text())
     tagging_labels = meta["labels"][:2]
     from students.tagging import write_labels_json
@@ -125,6 +125,83 @@ def test_onnx_model_mismatched_with_labels_json(tmp_path, exported):  # noqa: F8
     write_labels_json(d, tagging_labels, meta["max_length"], meta["stride"])
     with pytest.raises(OnnxModelError, match="predicts 7 tags but .* lists 5"):
         OnnxPredictor(d)  # a directory resolves to model.onnx inside it
+
+
+def _swap_labels(d: Path) -> None:
+    """Another student's labels.json: same tag count, labels in another order."""
+    from students.tagging import write_labels_json
+
+    meta = json.loads((d / "labels.json").read_text())
+    write_labels_json(d, meta["labels"][::-1], meta["max_length"], meta["stride"])
+
+
+def test_swapped_labels_json_is_caught_by_card_and_by_config(tmp_path, exported):  # noqa: F811
+    from students.runtime import OnnxModelError, OnnxPredictor
+
+    _, out, _ = exported
+    d = _copy(out, tmp_path / "card")
+    _swap_labels(d)
+    with pytest.raises(OnnxModelError, match=r"labels\.json does not match the SHA-256 recorded in .*export\.json.*"
+                                             r"restore labels\.json"):
+        OnnxPredictor(d / "model.int8.onnx")
+    no_card = _copy(out, tmp_path / "no_card", "export.json")
+    _swap_labels(no_card)
+    with pytest.raises(OnnxModelError, match=r"labels\.json lists tags .* but .*config\.json id2label gives"):
+        OnnxPredictor(no_card)
+    assert OnnxPredictor(no_card, verify=False).tags[1] == "B-SYMPTOM"  # the documented opt-out
+
+
+def test_tokenizer_from_another_model_is_rejected(tmp_path, exported):  # noqa: F811
+    from tokenizers import AddedToken, Tokenizer
+
+    from students.runtime import OnnxModelError, OnnxPredictor
+
+    _, out, _ = exported
+    for name, skip in (("card", ()), ("no_card", ("export.json",))):
+        d = _copy(out, tmp_path / name, *skip)
+        tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+        tok.add_tokens([AddedToken("metforminxr", normalized=True)])  # id 30522: past the embedding table
+        tok.save(str(d / "tokenizer.json"))
+        want = r"tokenizer\.json has \d+ bytes but .*export\.json" if skip == () else \
+            r"tokenizer\.json has 30523 tokens but .*config\.json has vocab_size 30522"
+        with pytest.raises(OnnxModelError, match=want):
+            OnnxPredictor(d / "model.onnx")
+
+
+def test_max_length_beyond_position_embeddings_is_an_error_not_an_onnxruntime_crash(tmp_path, exported):  # noqa: F811
+    from students.runtime import OnnxModelError, OnnxPredictor
+    from students.tagging import write_labels_json
+
+    _, out, _ = exported
+    d = _copy(out, tmp_path / "long", "export.json")
+    meta = json.loads((d / "labels.json").read_text())
+    write_labels_json(d, meta["labels"], 256, meta["stride"])  # the tiny model has 128 positions
+    with pytest.raises(OnnxModelError, match=r"max_length 256 but .*config\.json allows 128 positions"):
+        OnnxPredictor(d / "model.onnx")
+
+
+def test_int8_only_directory_and_bad_batch_size(tmp_path, exported):  # noqa: F811
+    from typer.testing import CliRunner
+
+    from distill.cli import app
+    from students.predict import load_predictor
+    from students.runtime import OnnxModelError, OnnxPredictor, is_onnx_model
+
+    _, out, _ = exported
+    d = _copy(out, tmp_path / "int8_only", "model.onnx")
+    assert is_onnx_model(d)
+    p = load_predictor(d, threads=1)
+    assert isinstance(p, OnnxPredictor) and p.path.name == "model.int8.onnx" and p.quantized
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text(json.dumps({"id": "a", "text": TEXTS[3]}) + "\n")
+    res = CliRunner().invoke(app, ["predict", "--model", str(d), "--input", str(notes), "--output",
+                                   str(tmp_path / "p.jsonl"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    with pytest.raises(OnnxModelError, match="batch_size must be at least 1, got 0"):
+        OnnxPredictor(out, batch_size=0)
+    res = CliRunner().invoke(app, ["predict", "--model", str(d), "--input", str(notes), "--output",
+                                   str(tmp_path / "p.jsonl"), "--batch-size", "-1"])
+    assert res.exit_code == 2 and "--batch-size must be at least 1" in res.output
 
 
 def test_missing_tokenizer_and_missing_model(tmp_path, exported):  # noqa: F811
