@@ -83,10 +83,18 @@ def _fuzzy(text: str, s: str, threshold: float) -> list[tuple[int, int]]:
     return [cands[best[0]]] if best else []
 
 
+_OPENER = {")": "(", "]": "["}
+
+
 def _trim_punct(text: str, a: int, b: int) -> tuple[int, int]:
+    """Strip punctuation around a candidate, keeping a closing bracket only when it closes one
+    opened inside ("HbA1c (A1c)"), not a stray one ("hypertension)" of "(hypertension)")."""
     while a < b and not text[a].isalnum():
         a += 1
-    while b > a and not text[b - 1].isalnum() and text[b - 1] not in ")]":
+    while b > a and not text[b - 1].isalnum():
+        c = text[b - 1]
+        if c in _OPENER and text.count(_OPENER[c], a, b - 1) > text.count(c, a, b - 1):
+            break
         b -= 1
     return a, b
 
@@ -96,9 +104,11 @@ def _is_acronym(s: str) -> bool:
     return len(s) <= 5 and s.isupper()
 
 
-def _pick_by_context(text: str, hits: list[tuple[int, int]], context: str, window: int = 60) -> list[tuple[int, int]]:
-    scored = [(fuzz.partial_ratio(context.lower(), text[max(0, a - window) : b + window].lower()), (a, b)) for a, b in hits]
-    return [max(scored)[1]]
+def _pick_by_context(text: str, hits: list[tuple[int, int]], context: str, window: int = 60) -> tuple[int, int]:
+    """The occurrence whose preceding words best match ``context`` (the prompt asks for the
+    words just before the mention; the mention itself is left out so it cannot score), the
+    earliest on a tie."""
+    return max(hits, key=lambda h: (fuzz.partial_ratio(context.lower(), text[max(0, h[0] - window) : h[0]].lower()), -h[0]))
 
 
 def align(
@@ -112,10 +122,12 @@ def align(
     """Map ``entities`` to spans of ``text`` (offsets shifted by ``offset``).
 
     Without a context every occurrence is labelled (a drug named twice is a drug twice); with
-    a context only the occurrence whose surroundings match it best. Entities whose label is
-    not in ``labels`` are reported as unaligned too, so nothing is dropped silently.
+    a context only the occurrence whose preceding words match it best, and entities listed
+    with the same words take different occurrences while unclaimed ones remain. Entities
+    whose label is not in ``labels`` are reported as unaligned too, so nothing is dropped silently.
     """
     result = Alignment()
+    claimed: set[tuple[int, int]] = set()  # occurrences already given to an entity with a context
     for ent in entities:
         s = ent.text.strip()
         if not s or (labels is not None and ent.label not in labels):
@@ -134,7 +146,9 @@ def align(
             continue
         setattr(result, kind, getattr(result, kind) + 1)
         if ent.context and len(hits) > 1:
-            hits = _pick_by_context(text, hits, ent.context)
+            hit = _pick_by_context(text, [h for h in hits if h not in claimed] or hits, ent.context)
+            claimed.add(hit)
+            hits = [hit]
         for a, b in hits:
             result.spans.append(Span(a + offset, b + offset, ent.label, text[a:b], source=source))
     return result

@@ -19,6 +19,25 @@ from distill.documents import Document, Span
 from distill.io.jsonl import JsonlAppender, doc_to_record, read_jsonl
 
 
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", "none"})
+
+
+def parse_flag(value: Any, name: str = "option") -> bool:
+    """An on/off option given as a bool or a CLI/recipe string; a word that is neither is an
+    error, so a typo never silently switches a feature off."""
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"{name}={value!r}: expected one of {', '.join(sorted(TRUE_WORDS | FALSE_WORDS))}")
+
+
 @dataclass
 class Usage:
     """What a teacher consumed: the numbers the cost model and the report need."""
@@ -85,6 +104,10 @@ class LabelResult:
         return d
 
 
+#: how often (in documents) a running job rewrites its ledger, so a killed run keeps its cost
+LEDGER_EVERY = 10
+
+
 def label_corpus(
     teacher: Teacher,
     docs: Iterable[Document],
@@ -95,59 +118,97 @@ def label_corpus(
     """Label ``docs`` into ``out`` (JSONL, one layer named after the teacher), resumably.
 
     Documents already in ``out`` are skipped; failures are recorded in ``<out>.failures.jsonl``
-    and the usage ledger in ``<out>.usage.json``, so a rerun retries only what failed.
+    (documents labelled since are pruned from it) and the usage ledger in ``<out>.usage.json``
+    — rewritten every ``LEDGER_EVERY`` documents and when the run ends, however it ends, so a
+    killed run's paid requests stay on the ledger. A rerun retries only what failed.
     Empty notes are labelled with an empty layer (there is nothing to find), never sent.
     """
     out = Path(out)
     result = LabelResult(teacher=teacher.name, output=str(out))
     failures_path = out.with_name(out.name + ".failures.jsonl")
+    usage_path = out.with_name(out.name + ".usage.json")
     start_usage = Usage().add(teacher.usage)
+    earlier = _read_usage_file(usage_path)  # resumed runs: the ledger accumulates
     t0 = time.perf_counter()
-    with JsonlAppender(out) as sink, open(failures_path, "a", encoding="utf-8") as fail_fh:
-        pending = []
-        for doc in docs:
-            if doc.id in sink.done_ids:
-                result.skipped_done += 1
-            else:
-                pending.append(doc)
-        bar = tqdm(total=len(pending), desc=f"label {teacher.name}", unit="note", disable=not progress)
-        todo = [d for d in pending if d.text.strip()]
-        for doc in pending:
-            if not doc.text.strip():
-                sink.write(doc_to_record(doc.with_layers(**{teacher.name: []}), layers=[teacher.name]))
-                result.labelled += 1
+
+    def run_usage() -> Usage:
+        usage = Usage().add(teacher.usage)
+        for k, v in start_usage.to_dict().items():
+            setattr(usage, k, getattr(usage, k) - v)
+        usage.seconds = usage.seconds or time.perf_counter() - t0
+        usage.documents = result.labelled
+        usage.failures = len(result.failed)
+        return usage
+
+    def write_ledger() -> None:
+        _write_usage_file(usage_path, teacher.name, Usage().add(earlier).add(run_usage()))
+
+    sink = JsonlAppender(out)
+    try:
+        with open(failures_path, "a", encoding="utf-8") as fail_fh:
+            pending = []
+            for doc in docs:
+                if doc.id in sink.done_ids:
+                    result.skipped_done += 1
+                else:
+                    pending.append(doc)
+            bar = tqdm(total=len(pending), desc=f"label {teacher.name}", unit="note", disable=not progress)
+            todo = [d for d in pending if d.text.strip()]
+            for doc in pending:
+                if not doc.text.strip():
+                    sink.write(doc_to_record(doc.with_layers(**{teacher.name: []}), layers=[teacher.name]))
+                    result.labelled += 1
+                    bar.update()
+            for n, (doc, spans) in enumerate(zip(todo, teacher.label(todo)), 1):
+                if isinstance(spans, LabelFailure):
+                    result.failed[doc.id] = spans.reason
+                    fail_fh.write(json.dumps({"id": doc.id, "teacher": teacher.name, "reason": spans.reason}) + "\n")
+                    fail_fh.flush()
+                else:
+                    labelled = doc.with_layers(**{teacher.name: [s if s.source else s.with_source(teacher.name) for s in spans]})
+                    sink.write(doc_to_record(labelled, layers=[teacher.name]))
+                    result.labelled += 1
+                    result.spans += len(spans)
                 bar.update()
-        for doc, spans in zip(todo, teacher.label(todo)):
-            if isinstance(spans, LabelFailure):
-                result.failed[doc.id] = spans.reason
-                fail_fh.write(json.dumps({"id": doc.id, "teacher": teacher.name, "reason": spans.reason}) + "\n")
-                fail_fh.flush()
-            else:
-                labelled = doc.with_layers(**{teacher.name: [s if s.source else s.with_source(teacher.name) for s in spans]})
-                sink.write(doc_to_record(labelled, layers=[teacher.name]))
-                result.labelled += 1
-                result.spans += len(spans)
-            bar.update()
-        bar.close()
-    usage = Usage().add(teacher.usage)
-    for k, v in start_usage.to_dict().items():
-        setattr(usage, k, getattr(usage, k) - v)
-    usage.seconds = usage.seconds or time.perf_counter() - t0
-    usage.documents = result.labelled
-    usage.failures = len(result.failed)
-    result.usage = usage
-    _merge_usage_file(out.with_name(out.name + ".usage.json"), teacher.name, usage)
+                if n % LEDGER_EVERY == 0:
+                    write_ledger()
+            bar.close()
+    finally:
+        sink.close()
+        write_ledger()
+        _prune_failures(failures_path, sink.done_ids)
+    result.usage = run_usage()
     return result
 
 
-def _merge_usage_file(path: Path, teacher: str, usage: Usage) -> None:
-    """Accumulate the ledger across resumed runs, so a resumed job still reports full cost."""
-    total = Usage()
-    if path.exists():
-        prev = json.loads(path.read_text())
-        total.add(Usage(**prev.get("usage", {})))
-    total.add(usage)
-    path.write_text(json.dumps({"teacher": teacher, "usage": total.to_dict()}, indent=2))
+def _prune_failures(path: Path, done_ids: set[str]) -> None:
+    """Drop failure records of documents that a later run labelled: the file lists what is still missing."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    keep = [ln for ln in lines if not ln.strip() or _record_id(ln) not in done_ids]
+    if len(keep) != len(lines):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(keep), encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def _record_id(line: str) -> str | None:
+    try:
+        return str(json.loads(line)["id"])
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return None  # a half-written line of a killed run: kept, never silently dropped
+
+
+def _read_usage_file(path: Path) -> Usage:
+    return Usage(**json.loads(path.read_text()).get("usage", {})) if path.exists() else Usage()
+
+
+def _write_usage_file(path: Path, teacher: str, total: Usage) -> None:
+    """Write the ledger atomically (temp file + rename): a kill mid-write keeps the previous one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"teacher": teacher, "usage": total.to_dict()}, indent=2))
+    os.replace(tmp, path)
 
 
 def read_usage(out: str | os.PathLike) -> Usage:

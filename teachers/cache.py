@@ -3,7 +3,8 @@
 The key is (teacher fingerprint, prompt version, hash of the exact request text): changing
 the model, its decoding settings, the prompt wording or the note text misses the cache,
 anything else hits it. Only answers that parsed are stored, so a malformed answer is asked
-again next time instead of being replayed forever. Requests are stored as hashes, but the
+again next time instead of being replayed forever; answers cut by the output cap are not
+stored either (the key has no cap: a rerun with a larger one must not replay them). Requests are stored as hashes, but the
 answers quote entity strings from the notes: keep the cache file as private as the notes.
 """
 from __future__ import annotations
@@ -16,6 +17,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from teachers.base import FALSE_WORDS, TRUE_WORDS, parse_flag
 
 DEFAULT_PATH = Path(os.environ.get("DISTILL_CACHE_DIR", Path.home() / ".cache" / "clinical-distill")) / "llm_cache.sqlite"
 
@@ -77,12 +80,11 @@ class ResponseCache:
 
 
 def open_cache(cache: "ResponseCache | str | os.PathLike | bool | None") -> ResponseCache | None:
-    """Teacher option -> cache: a path, an open cache, True/None for the default file,
-    False or "off" for none (benchmarks that must measure real requests)."""
+    """Teacher option -> cache: a path, an open cache, True/None or a yes-word ("true", "on",
+    "yes", "1") for the default file, False or a no-word ("false", "off", "no", "none", "0")
+    for none (benchmarks that must measure real requests). Words are never taken as file names."""
     if isinstance(cache, ResponseCache):
         return cache
-    if cache is False or (isinstance(cache, str) and cache.lower() in {"off", "none", "false", "0"}):
-        return None
-    if cache is None or cache is True:
-        return ResponseCache(DEFAULT_PATH)
+    if cache is None or isinstance(cache, bool) or (isinstance(cache, str) and cache.strip().lower() in TRUE_WORDS | FALSE_WORDS):
+        return ResponseCache(DEFAULT_PATH) if cache is None or parse_flag(cache, "cache") else None
     return ResponseCache(cache)

@@ -12,6 +12,7 @@ counting zero.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 TABLE_DATE = "2026-11-23"  # when this table was compiled
@@ -54,21 +55,30 @@ PRICES: dict[str, Price] = {
 FREE = Price("local", 0.0, 0.0, "runs on this machine", TABLE_DATE)
 
 
+_SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{3})")  # "-2024-07-18" (OpenAI), "-001" (Gemini)
+
+
 def price_for(model: str) -> Price:
-    """The price of ``model``: exact name, else the longest known prefix (dated snapshots such
-    as ``gpt-4o-mini-2024-07-18`` bill as their family). A ``family:`` prefix is ignored."""
+    """The price of ``model``: exact name, else a versioned snapshot of a known model.
+
+    A snapshot is the name plus ``-YYYY-MM-DD`` (OpenAI) or ``-NNN`` (Gemini), and a dated one
+    bills as its family only from the price's effective date on: ``gpt-4o-2024-05-13``
+    predates the listed gpt-4o price and had its own. Any other suffix is a different model
+    (``gemini-2.0-flash-lite``, ``gpt-4o-audio-preview``) and gets :class:`UnknownPrice`,
+    never a relative's price. A ``family:`` prefix is ignored.
+    """
     name = model.split(":", 1)[1] if ":" in model else model
     if model.startswith("local:"):
         return FREE
     if name in PRICES:
         return PRICES[name]
-    # longest prefix first, so "gpt-4o-mini-…" is not billed as "gpt-4o"
-    for known in sorted(PRICES, key=len, reverse=True):
-        if name.startswith(known + "-"):
-            return PRICES[known]
+    for known, price in PRICES.items():
+        m = _SNAPSHOT.fullmatch(name[len(known):]) if name.startswith(known) else None
+        if m and (len(m.group(1)) == 3 or m.group(1) >= price.effective):
+            return price
     raise UnknownPrice(
-        f"no price for model {model!r} in teachers/cost.py (known: {', '.join(sorted(PRICES))}); "
-        "add it with its source and date"
+        f"no price for model {model!r} in teachers/cost.py (known: {', '.join(sorted(PRICES))}, and their snapshots "
+        "dated from the listed price's effective date); add it with its source and date"
     )
 
 

@@ -72,6 +72,12 @@ class GeminiTeacher(LLMTeacher):
             if type(e).__module__.split(".")[0].startswith("httpx"):
                 raise TransientError(f"{type(e).__name__} talking to {self.name}") from None
             raise
+        feedback = getattr(r, "prompt_feedback", None)
+        blocked = getattr(feedback, "block_reason", None)
+        if blocked and not r.candidates:  # the prompt itself was refused: asking again gives the same
+            reason = getattr(blocked, "name", None) or str(blocked)
+            detail = getattr(feedback, "block_reason_message", None)
+            raise PermanentError(f"prompt blocked: {reason}" + (f" ({detail})" if detail else ""))
         cand = (r.candidates or [None])[0]
         finish = getattr(getattr(cand, "finish_reason", None), "name", None) or "STOP"
         if finish in ("SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "RECITATION"):

@@ -10,8 +10,10 @@ is worth retrying (429, 5xx, timeouts; with the server's Retry-After) and
 - each chunk's request is looked up in the SQLite cache first; a rerun sends nothing;
 - retries use tenacity with exponential backoff, honouring Retry-After;
 - the answer is parsed leniently; malformed answers are re-asked, truncated ones salvaged
-  (complete items kept) after re-asking with a larger output cap; a document whose chunk
-  finally fails yields a :class:`~teachers.base.LabelFailure` naming the reason;
+  (complete items kept) after re-asking with a larger output cap (never with the same full
+  cap again); answers cut by the cap are not cached, since a larger ``max_output_tokens``
+  gives a different answer; a document whose chunk finally fails yields a
+  :class:`~teachers.base.LabelFailure` naming the reason;
 - documents run on a bounded thread pool, results stream back in input order (threads rather
   than asyncio: the SDK clients are synchronous and thread-safe, and ``label`` then needs no
   event loop of its own, which would clash with notebooks and Ray workers);
@@ -36,10 +38,11 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from distill.documents import DEFAULT_LABELS, Document, Span
 from teachers.align import Entity, align, chunk_text, resolve_overlaps
-from teachers.base import LabelFailure, Usage
+from teachers.base import LabelFailure, Usage, parse_flag
 from teachers.cache import CachedResponse, open_cache
 from teachers.cost import FREE, Price, UnknownPrice, price_for
 from teachers.prompts import ExamplePool, Prompt, PromptBuilder
+from teachers.registry import is_loopback  # noqa: F401  (re-exported: one loopback test for all)
 
 log = logging.getLogger("teachers.llm")
 
@@ -58,6 +61,16 @@ class PermanentError(Exception):
 
 class MalformedOutput(ValueError):
     """The model's answer could not be read as entities at all."""
+
+
+#: finish reasons of an answer that was stopped before it was complete (cap, or the local loop guard)
+CUT = ("length", "repetition", "unsupported")
+
+
+def usable_cached(hit: CachedResponse | None) -> bool:
+    """A cached answer worth replaying: not one cut by the output cap (such answers are no
+    longer stored, but caches written before may hold them), which a rerun asks again."""
+    return hit is not None and hit.finish_reason != "length"
 
 
 class ChunkFailed(Exception):
@@ -100,21 +113,28 @@ def _entity_from(obj: Any, labels: dict[str, str]) -> Entity | None:
 
 
 def parse_json(raw: str, labels: Sequence[str]) -> Parsed:
-    """Entities from a JSON answer; salvages complete items from a truncated or garbled one."""
+    """Entities from a JSON answer; salvages complete items from a truncated or garbled one.
+
+    Also reads a bare entity object and JSON lines (one object per line): ``repaired`` is set
+    only when text outside the decoded items was skipped, not for a harmless layout.
+    """
     lmap = label_map(labels)
     s = re.sub(r"^\s*```(?:json)?\s*|\s*```\s*$", "", raw.strip())
     try:
         data = json.loads(s)
-        items = data.get("entities") if isinstance(data, dict) else data
+        items = data.get("entities", [data] if _entity_from(data, lmap) else None) if isinstance(data, dict) else data
         if isinstance(items, list):
             ents = [_entity_from(o, lmap) for o in items]
             return Parsed([e for e in ents if e is not None], repaired=any(e is None for e in ents))
     except json.JSONDecodeError:
         pass
-    # Salvage: decode every complete {...} item that looks like an entity.
+    # Salvage: decode every complete {...} item that looks like an entity (the first too:
+    # JSON lines start with an item, not with a wrapper object).
     decoder = json.JSONDecoder()
     found: list[Entity] = []
-    i = s.find("{", 1)
+    skipped: list[str] = []  # text between the decoded items
+    done = 0
+    i = s.find("{")
     while i >= 0:
         try:
             obj, end = decoder.raw_decode(s, i)
@@ -124,12 +144,15 @@ def parse_json(raw: str, labels: Sequence[str]) -> Parsed:
         ent = _entity_from(obj, lmap)
         if ent is not None:
             found.append(ent)
+            skipped.append(s[done:i])
+            done = end
             i = s.find("{", end)
         else:
             i = s.find("{", i + 1)
+    skipped.append(s[done:])
     if not found and not re.fullmatch(r'\s*\{\s*"entities"\s*:\s*\[\s*\]?\s*\}?\s*', s):
         raise MalformedOutput(f"no entity could be read from a {len(raw)}-character answer")
-    return Parsed(found, repaired=True)
+    return Parsed(found, repaired=not found or any(re.search(r"[^\s,\[\]]", t) for t in skipped))
 
 
 _LINE = re.compile(r"^\s*(?:[-*•]|\d+[.)])?\s*([A-Za-z][A-Za-z _]*?)\s*[:|]\s*(.+?)\s*$")
@@ -166,15 +189,19 @@ class RepetitionGuard:
 
     Fed the text as it streams; :meth:`should_stop` turns true when a line has been produced
     ``max_repeats`` times, when one mention has been listed ``max_repeats`` times (the prompt
-    asks for each string once; this catches a JSON list cycling through the same few objects
-    on one line, which no line check sees: measured, such loops ran a 1.5B model into its
+    asks for each string once; with ``per_occurrence``, for context mode's one item per
+    occurrence, only once listed more often than the chunk contains it; this catches a JSON list
+    cycling through the same few objects on one line, which no line check sees: measured, such
+    loops ran a 1.5B model into its
     output cap on 6 of 20 notes), when the tail of the text is one short unit repeated
     ``max_repeats`` + 1 times (a loop inside a line), or when ``max_unsupported`` mentions in a
     row quote text that is not in the chunk (the model is reciting its examples).
     """
 
-    def __init__(self, chunk: str | None = None, max_repeats: int = 3, max_unsupported: int = 6):
+    def __init__(self, chunk: str | None = None, max_repeats: int = 3, max_unsupported: int = 6,
+                 per_occurrence: bool = False):
         self.chunk = " ".join(chunk.lower().split()) if chunk else None
+        self.per_occurrence = per_occurrence
         self.max_repeats = max_repeats
         self.max_unsupported = max_unsupported
         self.text = ""
@@ -217,7 +244,9 @@ class RepetitionGuard:
     def _mention(self, mention: str) -> None:
         key = " ".join(mention.lower().split())
         self._mentions[key] += 1
-        if self._mentions[key] >= self.max_repeats:
+        # context mode lists every occurrence: a string the chunk holds n times may come n times
+        allowed = self.chunk.count(key) + 1 if self.per_occurrence and self.chunk is not None else 0
+        if self._mentions[key] >= max(self.max_repeats, allowed):
             self.reason = self.reason or "repetition"
         if self.chunk is not None:
             if key not in self.chunk:
@@ -409,35 +438,54 @@ class LLMTeacher:
         key = prompt.request_text()
         if self.cache is not None:
             hit = self.cache.get(self.fingerprint, prompt.version, key)
-            if hit is not None:
+            if usable_cached(hit):
                 with self._lock:
                     self.usage.cached_requests += 1
                 try:
-                    return parse_output(hit.content, self.fmt, self.labels).entities
+                    parsed = parse_output(hit.content, self.fmt, self.labels)
                 except MalformedOutput:
                     pass  # an answer from an older parser; ask again
+                else:
+                    if parsed.repaired or hit.finish_reason in CUT:
+                        self._count(f"salvaged_{hit.finish_reason}" if hit.finish_reason in CUT else "salvaged")
+                    return parsed.entities
         cap = self.output_cap(piece)
         problem = "no attempt"
         for attempt in range(1, self.parse_attempts + 1):
             resp = self._call(prompt, cap)
+            last = attempt == self.parse_attempts
+            length = resp.finish_reason == "length"
+            if length and cap >= self.max_output_tokens:
+                last = True  # the same request would be cut at the same place again: don't pay for it
             try:
                 parsed = parse_output(resp.content, self.fmt, self.labels)
             except MalformedOutput as e:
+                if length:  # cut off inside the first item: only a larger cap can help
+                    problem = f"answer truncated at {cap} tokens before its first complete item"
+                    if last:
+                        break
+                    self._count("truncated_retried")
+                    cap = min(self.max_output_tokens, cap * 2)
+                    continue
                 problem = f"malformed answer: {e}"
                 self._count("malformed")
                 continue
-            cut = resp.finish_reason in ("length", "repetition", "unsupported")
-            if (parsed.repaired or cut) and attempt < self.parse_attempts:
+            cut = resp.finish_reason in CUT
+            if (parsed.repaired or cut) and not last:
                 self._count("truncated_retried")
-                if resp.finish_reason == "length":
+                if length:
                     cap = min(self.max_output_tokens, cap * 2)
                 continue
             if parsed.repaired or cut:
                 self._count(f"salvaged_{resp.finish_reason}" if cut else "salvaged")
-            if self.cache is not None:
+            if self.cache is not None and not length:
+                # An answer cut by the output cap is not stored: a rerun with a larger
+                # max_output_tokens must ask again rather than replay the cut-off answer.
                 self.cache.put(self.fingerprint, prompt.version, key, resp)
             return parsed.entities
-        raise ChunkFailed(f"{problem} (after {self.parse_attempts} attempts)")
+        if problem.startswith("answer truncated") and cap >= self.max_output_tokens:
+            problem += f" (max_output_tokens={self.max_output_tokens}; raise it or lower chunk_chars)"
+        raise ChunkFailed(f"{problem} (after {attempt} attempt{'s' if attempt > 1 else ''})")
 
     def _call(self, prompt: Prompt, max_tokens: int) -> CachedResponse:
         """One request with retries; accounts every answered request in the ledger."""
@@ -477,10 +525,6 @@ class LLMTeacher:
                           "source": self.price.source, "effective": self.price.effective}}
 
 
-def is_loopback(base_url: str | None) -> bool:
-    return bool(base_url) and any(h in base_url for h in ("://127.0.0.1", "://localhost", "://[::1]"))
-
-
 def default_price(model: str, base_url: str | None = None) -> Price:
     """The table's price; a model unknown to the table is free only on a loopback server
     (a local vLLM / llama.cpp), and refused for a remote one rather than billed as zero."""
@@ -492,8 +536,7 @@ def default_price(model: str, base_url: str | None = None) -> Price:
         raise
 
 
-def _flag(value: Any) -> bool:
-    return value if isinstance(value, bool) else str(value).strip().lower() in {"1", "true", "yes", "on"}
+_flag = parse_flag  # on/off options: a misspelt word is an error, not a silent "off"
 
 
 def build_prompts(options: dict[str, Any]) -> dict[str, Any]:
@@ -524,6 +567,6 @@ def build_prompts(options: dict[str, Any]) -> dict[str, Any]:
         hints = make_teacher(hints)  # a dictionary teacher: external ones are refused there
     opts["prompts"] = PromptBuilder(
         labels=labels, fmt=opts.pop("fmt", "json"), pool=pool, k=int(opts.pop("k", 3)),
-        hint_teacher=hints, context=_flag(opts.pop("context", False)),
+        hint_teacher=hints, context=_flag(opts.pop("context", False), "context"),
     )
     return opts

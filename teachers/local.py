@@ -49,7 +49,7 @@ class TransformersTeacher(LLMTeacher):
         options.setdefault("price", FREE)
         super().__init__(model, **options)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.load_in_4bit = _flag(load_in_4bit)
+        self.load_in_4bit = _flag(load_in_4bit, "load_in_4bit")
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         if self.tokenizer.chat_template is None:
             raise ValueError(f"{model}: the tokenizer has no chat template; use an instruction-tuned model")
@@ -76,7 +76,7 @@ class TransformersTeacher(LLMTeacher):
         enc = self.tokenizer.apply_chat_template(prompt.messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
         enc = {k: v.to(self.lm.device) for k, v in enc.items()}
         n_in = enc["input_ids"].shape[1]
-        guard = RepetitionGuard(_note_of(prompt))
+        guard = RepetitionGuard(_note_of(prompt), per_occurrence=self.prompts.context)
         tok = self.tokenizer
 
         class Guarded(StoppingCriteria):
@@ -130,7 +130,7 @@ class LlamaCppTeacher(LLMTeacher):
             raise FileNotFoundError(f"GGUF file not found: {model}")
         options.setdefault("price", FREE)
         super().__init__(model, **options)
-        self.grammar = _flag(grammar)
+        self.grammar = _flag(grammar, "grammar")
         self.n_ctx = int(n_ctx)
         self.llm = Llama(model_path=model, n_ctx=self.n_ctx, n_threads=int(n_threads) if n_threads else None,
                          seed=0, verbose=False)
@@ -150,7 +150,7 @@ class LlamaCppTeacher(LLMTeacher):
                 from llama_cpp import LlamaGrammar
 
                 kwargs["grammar"] = LlamaGrammar.from_string(compact_grammar(prompt.labels), verbose=False)
-        guard = RepetitionGuard(_note_of(prompt))
+        guard = RepetitionGuard(_note_of(prompt), per_occurrence=self.prompts.context)
         text, finish = "", "stop"
         t0 = time.perf_counter()
         t_first: float | None = None  # first content token: prompt evaluation ends, decoding starts

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator
 from distill.documents import Document, Span
 from ontologies.abbreviations import expand
 from ontologies.lexicon import load_matcher, sources_for
-from teachers.base import Usage
+from teachers.base import Usage, parse_flag
 
 DEFAULT_CONFIG = "open"
 
@@ -47,7 +47,7 @@ class OntologyTeacher:
 
 def from_spec(name: str, **options: Any) -> OntologyTeacher:
     """``ontology:<config>`` → teacher; options ``rxnorm=PATH``, ``snomed=PATH``, ``cache=false``."""
-    cache = str(options.pop("cache", "true")).lower() not in ("0", "false", "no")
+    cache = parse_flag(options.pop("cache", True), "cache")
     rxnorm, snomed = options.pop("rxnorm", None), options.pop("snomed", None)
     if options:
         raise ValueError(f"unknown option(s) for the ontology teacher: {', '.join(sorted(options))} (known: rxnorm, snomed, cache)")

@@ -22,6 +22,7 @@ from teachers.base import Usage
 from teachers.cache import CachedResponse
 from teachers.llm import (
     LLMTeacher, PermanentError, TransientError, build_prompts, default_price, is_loopback, parse_retry_after,
+    usable_cached,
 )
 from teachers.prompts import Prompt
 
@@ -44,6 +45,7 @@ class OpenAITeacher(LLMTeacher):
         self.timeout = float(timeout)
         self.client = openai.OpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.timeout)
         self._collected = Usage()  # batch answers fetched but not yet used by label()
+        self._billed: set[tuple[str, str]] = set()  # (batch, custom_id) already on the ledger
 
     def label(self, docs: Iterable[Document]) -> Iterator[list[Span]]:
         # Bill collected batch answers to the labelling run that uses them, so the ledger
@@ -82,6 +84,9 @@ class OpenAITeacher(LLMTeacher):
             r = self.client.chat.completions.create(**self.request_body(prompt, max_tokens))
         except openai.APIStatusError as e:
             msg = f"HTTP {e.status_code} from {self.name}: {_short(e)}"
+            if getattr(e, "code", None) == "insufficient_quota":  # a 429 that waiting cannot fix
+                raise PermanentError(f"HTTP 429 insufficient_quota from {self.name}: the account's quota is used up; "
+                                     f"check the plan and billing, then rerun ({_short(e)})") from None
             if e.status_code in (408, 409, 429) or e.status_code >= 500:
                 raise TransientError(msg, parse_retry_after(e.response.headers)) from None
             raise PermanentError(msg) from None
@@ -90,8 +95,9 @@ class OpenAITeacher(LLMTeacher):
         return _from_completion(r.model_dump())
 
     # -- Batch API ----------------------------------------------------------------------
-    def _chunk_prompts(self, docs: Iterable[Document]) -> dict[str, Prompt]:
-        """custom_id -> prompt for every chunk not answered in the cache yet."""
+    def _chunk_prompts(self, docs: Iterable[Document], include_cached: bool = False) -> dict[str, Prompt]:
+        """custom_id -> prompt for every chunk not answered in the cache yet (every chunk
+        with ``include_cached``: collecting must recognise answers it stored before)."""
         from teachers.cache import text_hash
 
         out: dict[str, Prompt] = {}
@@ -100,10 +106,13 @@ class OpenAITeacher(LLMTeacher):
                 continue
             for a, b in chunk_text(doc.text, self.chunk_chars, self.chunk_overlap):
                 prompt = self.prompts.build(doc.text[a:b], doc_id=doc.id)
-                if self.cache is not None and self.cache.get(self.fingerprint, prompt.version, prompt.request_text()):
+                if not include_cached and self._cached(prompt):
                     continue
                 out[text_hash(prompt.request_text())[:40]] = prompt
         return out
+
+    def _cached(self, prompt: Prompt) -> bool:
+        return self.cache is not None and usable_cached(self.cache.get(self.fingerprint, prompt.version, prompt.request_text()))
 
     def write_batch_file(self, docs: Iterable[Document], path: str | os.PathLike) -> int:
         """Write the Batch API input JSONL for every uncached chunk; returns the request count."""
@@ -139,16 +148,20 @@ class OpenAITeacher(LLMTeacher):
 
         Returns the batch status and counts; until it is ``completed`` nothing is stored.
         Requests the batch could not answer stay uncached, so the next :meth:`label` run
-        sends them individually (or reports them as failures).
+        sends them individually (or reports them as failures); so do answers that did not
+        finish (``cut_off``: e.g. cut by the output cap), which are billed but not stored.
+        Collecting a batch again counts its stored answers as ``already_stored``, unbilled
+        (a cut-off answer is billed once per teacher object, but again by a new process).
         """
         try:
             batch = self.client.batches.retrieve(batch_id)
         except openai.APIError as e:
             raise PermanentError(f"batch {batch_id}: {_short(e)}") from None
-        result: dict[str, Any] = {"batch_id": batch_id, "status": batch.status, "stored": 0, "errors": 0}
+        result: dict[str, Any] = {"batch_id": batch_id, "status": batch.status, "stored": 0, "already_stored": 0,
+                                  "cut_off": 0, "errors": 0}
         if batch.status != "completed" or not batch.output_file_id:
             return result
-        prompts = self._chunk_prompts(docs)
+        prompts = self._chunk_prompts(docs, include_cached=True)
         text = self.client.files.content(batch.output_file_id).text
         for line in text.splitlines():
             if not line.strip():
@@ -159,13 +172,21 @@ class OpenAITeacher(LLMTeacher):
             if prompt is None or response.get("status_code") != 200:
                 result["errors"] += 1
                 continue
+            if self._cached(prompt):
+                result["already_stored"] += 1
+                continue
             try:
                 resp = _from_completion(response["body"], batch=True)
             except PermanentError:  # a refusal: left uncached, reported by the labelling run
                 result["errors"] += 1
                 continue
-            self._collected.add(Usage(requests=1, input_tokens=resp.input_tokens, output_tokens=resp.output_tokens,
-                                      dollars=self.price.dollars(resp.input_tokens, resp.output_tokens, batch=True)))
+            if (batch_id, rec["custom_id"]) not in self._billed:
+                self._billed.add((batch_id, rec["custom_id"]))
+                self._collected.add(Usage(requests=1, input_tokens=resp.input_tokens, output_tokens=resp.output_tokens,
+                                          dollars=self.price.dollars(resp.input_tokens, resp.output_tokens, batch=True)))
+            if resp.finish_reason != "stop":  # incomplete: the labelling run asks again
+                result["cut_off"] += 1
+                continue
             self.cache.put(self.fingerprint, prompt.version, prompt.request_text(), resp)
             result["stored"] += 1
         return result

@@ -45,12 +45,22 @@ GUIDELINES: dict[str, str] = {
     ),
 }
 
-GENERAL_RULES = (
-    "Copy every mention exactly as it is written in the note (same words, same spelling); "
-    "never paraphrase, expand abbreviations, or add text that is not in the note. "
-    "List each distinct mention once; the same words are found everywhere they occur. "
-    "Do not mark lab values, procedures, anatomy alone, or people."
-)
+_ONCE_RULE = "List each distinct mention once; the same words are found everywhere they occur. "
+# With context words each item points at one occurrence, so every occurrence must be listed.
+_CONTEXT_RULE = ("List every occurrence of a mention as its own item, each with its own context, even when "
+                 "the same words occur several times. ")
+
+
+def _rules(once: str) -> str:
+    return (
+        "Copy every mention exactly as it is written in the note (same words, same spelling); "
+        "never paraphrase, expand abbreviations, or add text that is not in the note. "
+        f"{once}Do not mark lab values, procedures, anatomy alone, or people."
+    )
+
+
+GENERAL_RULES = _rules(_ONCE_RULE)
+CONTEXT_RULES = _rules(_CONTEXT_RULE)
 
 
 @dataclass
@@ -191,27 +201,26 @@ class PromptBuilder:
                 "Write one line per mention in the form LABEL: words copied from the note. "
                 f"Labels: {', '.join(self.labels)}. Write nothing else; if there is no mention, write NONE."
             )
+        rules = CONTEXT_RULES if self.context else GENERAL_RULES
         return (
             "You annotate clinical notes for named entities. Entity types:\n"
-            f"{defs}\n\n{GENERAL_RULES}\n\n{out}"
+            f"{defs}\n\n{rules}\n\n{out}"
         )
 
     def render_answer(self, text: str, spans: Sequence[Span]) -> str:
-        """An example's answer in the output format (also the target a student sees)."""
+        """An example's answer in the output format (also the target a student sees): each
+        distinct mention once, or with context words every occurrence with its own context."""
+        ordered = sorted(spans, key=lambda s: s.start)
+        if self.context:
+            items = [{"text": s.text, "label": s.label, "context": " ".join(text[: s.start].split()[-5:])} for s in ordered]
+            return json.dumps({"entities": items}, ensure_ascii=False)
         seen: list[tuple[str, str]] = []
-        for s in sorted(spans, key=lambda s: s.start):
+        for s in ordered:
             if (s.text, s.label) not in seen:
                 seen.append((s.text, s.label))
         if self.fmt == "compact":
             return "\n".join(f"{lab}: {t}" for t, lab in seen) or "NONE"
-        items = []
-        for t, lab in seen:
-            item = {"text": t, "label": lab}
-            if self.context:
-                i = text.find(t)
-                item["context"] = " ".join(text[:i].split()[-5:])
-            items.append(item)
-        return json.dumps({"entities": items}, ensure_ascii=False)
+        return json.dumps({"entities": [{"text": t, "label": lab} for t, lab in seen]}, ensure_ascii=False)
 
     def hints(self, text: str) -> list[tuple[str, str]]:
         """Candidate (term, label) pairs from the dictionary teacher, unique, in text order."""

@@ -6,7 +6,9 @@ Each family module exposes ``from_spec(name: str, **options) -> Teacher``.
 from __future__ import annotations
 
 import importlib
+import ipaddress
 from typing import Any
+from urllib.parse import urlsplit
 
 from teachers.base import Teacher
 
@@ -32,6 +34,28 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return family, name
 
 
+def is_loopback(base_url: str | None) -> bool:
+    """True when ``base_url``'s host is this machine (localhost, 127.x.x.x, ::1).
+
+    The parsed host name is compared, never a substring: ``localhost.example.com`` or
+    ``127.0.0.1.nip.io`` are remote servers and must count as external.
+    """
+    if not base_url:
+        return False
+    try:
+        host = urlsplit(base_url).hostname
+    except ValueError:
+        return False
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def is_external(spec: str, options: dict[str, Any] | None = None) -> bool:
     """True when the teacher would send text to a remote service.
 
@@ -40,8 +64,7 @@ def is_external(spec: str, options: dict[str, Any] | None = None) -> bool:
     family, _ = parse_spec(spec)
     if family not in EXTERNAL:
         return False
-    base_url = (options or {}).get("base_url") or ""
-    return not any(h in base_url for h in ("://127.0.0.1", "://localhost", "://[::1]"))
+    return not is_loopback((options or {}).get("base_url"))
 
 
 def make_teacher(spec: str, allow_external: bool = False, **options: Any) -> Teacher:
