@@ -2,8 +2,8 @@
 
 - exact: same start, end and label.
 - relaxed: same label and overlapping offsets, matched one-to-one (a long prediction cannot
-  claim several gold spans). Matching is greedy by overlap size, which is optimal enough for
-  the short, rarely-nested spans of clinical NER and keeps scoring linear-ish.
+  claim several gold spans); the matching is a maximum one (augmenting paths after a greedy
+  start), so the count never depends on the order spans are listed in.
 
 Bootstrap resamples *documents* (not spans), because spans within a note are correlated.
 """
@@ -70,6 +70,37 @@ class Report:
         return asdict(self)
 
 
+def _max_matching(n_gold: int, pairs: list[tuple[int, int, int]]) -> int:
+    """Size of a maximum one-to-one matching of overlapping (gold, prediction) pairs: greedy by
+    overlap first, then augmenting paths (Kuhn), so a prediction overlapping two gold spans never
+    costs a match that another assignment would make."""
+    adj: dict[int, list[int]] = {}
+    for _, i, j in sorted(pairs):
+        adj.setdefault(i, []).append(j)
+    owner: dict[int, int] = {}  # prediction -> gold
+    matched: dict[int, int] = {}  # gold -> prediction
+    for i, js in adj.items():  # greedy start (largest overlaps first within each gold)
+        for j in js:
+            if j not in owner:
+                owner[j], matched[i] = i, j
+                break
+
+    def augment(i: int, seen: set[int]) -> bool:
+        for j in adj.get(i, ()):
+            if j in seen:
+                continue
+            seen.add(j)
+            if j not in owner or augment(owner[j], seen):
+                owner[j], matched[i] = i, j
+                return True
+        return False
+
+    for i in range(n_gold):
+        if i in adj and i not in matched:
+            augment(i, set())
+    return len(matched)
+
+
 def _match_doc(gold: Sequence[Span], pred: Sequence[Span], match: str) -> dict[str, Counts]:
     """Per-label counts for one document."""
     out: dict[str, Counts] = {}
@@ -88,14 +119,7 @@ def _match_doc(gold: Sequence[Span], pred: Sequence[Span], match: str) -> dict[s
                     ov = min(ge, pe) - max(gs, ps)
                     if ov > 0:
                         pairs.append((-ov, i, j))
-            pairs.sort()
-            used_g: set[int] = set()
-            used_p: set[int] = set()
-            for _, i, j in pairs:
-                if i not in used_g and j not in used_p:
-                    used_g.add(i)
-                    used_p.add(j)
-            tp = len(used_g)
+            tp = _max_matching(len(g), pairs)
         out[label] = Counts(tp, len(p) - tp, len(g) - tp)
     return out
 

@@ -95,3 +95,13 @@ def test_gold_labels_outside_the_label_set_are_reported():
     rep = score(gold, [_doc("a", "aspirin for fever", pred=[(12, 17, "SYMPTOM")])], bootstrap=0)
     assert rep.micro.support == 1 and rep.micro.f1 == 1.0
     assert rep.problems["gold_labels_not_scored"] == {"count": 1, "examples": ["Medication (1)"]}
+
+
+def test_relaxed_matching_is_maximum_not_greedy():
+    """Greedy by overlap would give the long prediction to the long gold span and leave [10, 12)
+    unmatched; the maximum matching pairs [0, 3) with [0, 10) and [5, 12) with [10, 12)."""
+    text = "x" * 20
+    gold = [_doc("a", text, gold=[(0, 10, "DISEASE"), (10, 12, "DISEASE")])]
+    pred = [_doc("a", text, pred=[(5, 12, "DISEASE"), (0, 3, "DISEASE")])]
+    rep = score(gold, pred, pred_layer="pred", match="relaxed", bootstrap=0)
+    assert (rep.micro.tp, rep.micro.fp, rep.micro.fn) == (2, 0, 0)
