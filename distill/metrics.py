@@ -85,19 +85,31 @@ def _max_matching(n_gold: int, pairs: list[tuple[int, int, int]]) -> int:
                 owner[j], matched[i] = i, j
                 break
 
-    def augment(i: int, seen: set[int]) -> bool:
-        for j in adj.get(i, ()):
-            if j in seen:
+    def augment(root: int) -> None:
+        """One augmenting path from an unmatched gold span, by explicit-stack DFS (no recursion
+        limit on long, dense notes)."""
+        seen: set[int] = set()
+        stack = [(root, iter(adj[root]))]
+        path: list[tuple[int, int]] = []  # (gold, prediction) edges taken so far
+        while stack:
+            i, it = stack[-1]
+            j = next((x for x in it if x not in seen), None)
+            if j is None:
+                stack.pop()
+                if path:
+                    path.pop()
                 continue
             seen.add(j)
-            if j not in owner or augment(owner[j], seen):
-                owner[j], matched[i] = i, j
-                return True
-        return False
+            path.append((i, j))
+            if j not in owner:  # free prediction: flip every edge on the path
+                for gi, pj in path:
+                    owner[pj], matched[gi] = gi, pj
+                return
+            stack.append((owner[j], iter(adj[owner[j]])))
 
     for i in range(n_gold):
         if i in adj and i not in matched:
-            augment(i, set())
+            augment(i)
     return len(matched)
 
 

@@ -105,3 +105,25 @@ def test_relaxed_matching_is_maximum_not_greedy():
     pred = [_doc("a", text, pred=[(5, 12, "DISEASE"), (0, 3, "DISEASE")])]
     rep = score(gold, pred, pred_layer="pred", match="relaxed", bootstrap=0)
     assert (rep.micro.tp, rep.micro.fp, rep.micro.fn) == (2, 0, 0)
+
+
+def test_maximum_matching_agrees_with_exhaustive_search():
+    import random
+    from functools import lru_cache
+
+    from distill.metrics import _max_matching
+
+    rnd = random.Random(0)
+    for _ in range(500):
+        ng, npred = rnd.randint(0, 6), rnd.randint(0, 6)
+        pairs = [(-rnd.randint(1, 5), i, j) for i in range(ng) for j in range(npred) if rnd.random() < 0.4]
+        edges = {(i, j) for _, i, j in pairs}
+
+        @lru_cache(None)
+        def best(i: int, used: int) -> int:
+            if i == ng:
+                return 0
+            options = [1 + best(i + 1, used | 1 << j) for j in range(npred) if not used >> j & 1 and (i, j) in edges]
+            return max([best(i + 1, used), *options])
+
+        assert _max_matching(ng, pairs) == best(0, 0)
