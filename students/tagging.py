@@ -247,11 +247,18 @@ def resolve_overlaps(spans: Iterable[Span]) -> tuple[list[Span], list[Span]]:
     return kept, dropped
 
 
+def word_hits(enc: EncodedText, span: Span) -> np.ndarray:
+    """Indices of the (non-empty) words that ``span`` overlaps."""
+    starts, ends = enc.word_extents[:, 0], enc.word_extents[:, 1]
+    return np.nonzero((starts < span.end) & (ends > span.start) & (ends > starts))[0]
+
+
 def spans_to_word_tags(enc: EncodedText, spans: Sequence[Span], tags: Sequence[str]) -> tuple[np.ndarray, list[Span]]:
     """Tag each word B-/I-label if it overlaps a span (first overlapped word gets B-), else O.
 
     ``spans`` must not overlap (see ``resolve_overlaps``). Returns the tag ids and the spans whose
-    boundaries do not fall on word boundaries (they are still tagged, widened to whole words).
+    boundaries do not fall on word boundaries: tagged, widened to whole words, unless they cover
+    no word at all (only whitespace or special bytes; ``word_hits`` is empty), which cannot be tagged.
     """
     tag_id = {t: i for i, t in enumerate(tags)}
     word_tags = np.zeros(enc.n_words, np.int64)
@@ -261,7 +268,7 @@ def spans_to_word_tags(enc: EncodedText, spans: Sequence[Span], tags: Sequence[s
         b_tag, i_tag = f"B-{s.label}", f"I-{s.label}"
         if b_tag not in tag_id:
             raise TaggingError(f"label {s.label!r} is not in the tag set {list(tags)}")
-        hit = np.nonzero((starts < s.end) & (ends > s.start) & (ends > starts))[0]
+        hit = word_hits(enc, s)
         if len(hit) == 0:
             misaligned.append(s)
             continue

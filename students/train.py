@@ -123,6 +123,7 @@ class FeatureStats:
     overlaps_resolved: int = 0
     misaligned: int = 0
     misaligned_examples: list[str] = field(default_factory=list)
+    untaggable: int = 0  # spans covering no word (only whitespace / special bytes): not trained on
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -169,10 +170,12 @@ def build_features(docs: Sequence[Document], tokenizer: Any, labels: Sequence[st
         st.overlaps_resolved += len(dropped)
         enc = tagging.encode_text(tok, doc.text, max_length, stride)
         word_tags, misaligned = tagging.spans_to_word_tags(enc, kept, tags)
-        st.misaligned += len(misaligned)
+        untaggable = {id(s) for s in misaligned if not len(tagging.word_hits(enc, s))}
+        st.untaggable += len(untaggable)
+        st.misaligned += len(misaligned) - len(untaggable)
         for s in misaligned[: max(0, 5 - len(st.misaligned_examples))]:
             st.misaligned_examples.append(f"{doc.id}:{s.start}-{s.end} {s.label} {s.text!r}")
-        st.spans.update(s.label for s in kept)
+        st.spans.update(s.label for s in kept if id(s) not in untaggable)
         label_ids = tagging.window_label_ids(enc, word_tags)
         soft_ids = None
         if soft is not None:
@@ -201,6 +204,9 @@ def build_features(docs: Sequence[Document], tokenizer: Any, labels: Sequence[st
     if st.misaligned:
         log.warning("train: %d spans not on token-word boundaries were widened to whole words, e.g. %s",
                     st.misaligned, st.misaligned_examples[:2])
+    if st.untaggable:
+        log.warning("train: %d spans cover no word (only whitespace or special characters) and were left out",
+                    st.untaggable)
     return feats, st
 
 
@@ -555,7 +561,8 @@ def render_card(card: Mapping[str, Any]) -> str:
         f"- data: {json.dumps({k: v for k, v in card['data'].items() if k not in ('features', 'gold_features')})}",
         f"- windows: {card['data']['features']['windows']} ({card['data']['features']['tokens']} tokens); "
         f"spans per label: {card['data']['features']['spans']}; overlaps dropped: "
-        f"{card['data']['features']['overlaps_resolved']}; spans widened to word edges: {card['data']['features']['misaligned']}",
+        f"{card['data']['features']['overlaps_resolved']}; spans widened to word edges: {card['data']['features']['misaligned']}"
+        f"; spans covering no word (left out): {card['data']['features'].get('untaggable', 0)}",
         f"- hyper-parameters: max_length={hp['max_length']}, stride={hp['stride']}, epochs={hp['epochs']}, "
         f"max_steps={hp['max_steps']}, batch={hp['batch_size']}x{hp['grad_accum']}, lr={hp['learning_rate']} "
         f"(head x{hp.get('head_lr_multiplier', 1)}), "

@@ -94,6 +94,10 @@ def test_build_features_and_bad_training_data(docs):
         build_features([Document("e", "   ", layers={"gold": []})], tok, DEFAULT_LABELS, "gold", 64, 16)
     with pytest.raises(TrainingDataError, match="no spans"):
         build_features([Document("e", "a note", layers={"gold": []})], tok, DEFAULT_LABELS, "gold", 64, 16)
+    text = "fever \u200b cough"  # a span on the zero-width space covers no word: counted, not trained on
+    blank = Document("z", text, layers={"gold": [Span(0, 5, "SYMPTOM", "fever"), Span(6, 7, "SYMPTOM", "\u200b")]})
+    _, st = build_features([blank], tok, DEFAULT_LABELS, "gold", 64, 16)
+    assert (st.untaggable, st.misaligned, dict(st.spans)) == (1, 0, {"SYMPTOM": 1})
     odd = Document("o", "took ibuprofen", layers={"gold": [Span(5, 14, "DRUG", "ibuprofen")]})
     with pytest.raises(TrainingDataError, match="DRUG"):
         build_features([odd], tok, DEFAULT_LABELS, "gold", 64, 16)
