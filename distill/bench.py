@@ -13,9 +13,10 @@ What each number means:
 - notes/s, tokens/s: documents (sub-word tokens of the student tokenizer, or whitespace words
   when no student is benchmarked) per second of the median throughput pass over all notes;
   ``notes_per_cpu_s`` divides by the process CPU time instead (steadier under load, but it
-  counts the threads' spin-waiting too).
+  counts the system's own threads' spin-waiting too; each timed call starts ``SETTLE_S`` after
+  the previous one, so another system's spinning threads are not charged to it).
 - latency p50/p95: wall time of a single-note call (batch of one), per note, on the first
-  ``latency_docs`` notes. API teachers are not latency-timed (their calls would hit the cache).
+  ``latency_docs`` notes. API teachers are not latency-timed (each call would be paid again).
 - memory: resident-set-size (psutil RSS) growth from loading the system, plus the peak RSS
   growth during its passes (sampled every few ms by a thread). RSS, not tracemalloc, because
   onnxruntime and torch allocate outside Python's allocator, where tracemalloc cannot see.
@@ -48,6 +49,12 @@ STUDENT_ONNX = "student-onnx-fp32"
 STUDENT_INT8 = "student-onnx-int8"
 KINDS = (TEACHER, STUDENT_TORCH, STUDENT_ONNX, STUDENT_INT8)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+#: pause before each timed call: onnxruntime's and OpenMP's idle worker threads keep spinning for
+#: up to ~0.2 s after a run, and process CPU time (and the cores) would charge that to the next
+#: system (measured: a 2 ms teacher after an ONNX student used 4.5x its wall time in CPU)
+SETTLE_S = 0.2
 
 
 class BenchError(ValueError):
@@ -156,9 +163,16 @@ def student_systems(
 def teacher_system(teacher: Any, *, name: str | None = None, allow_external: bool = False,
                    size_bytes: int | None = None, **options: Any) -> System:
     """A teacher object or a ``family:name`` spec (built by ``teachers.registry`` when loaded);
-    billed from its ledger when it carries an API price, else by machine time."""
+    billed from its ledger when it carries an API price, else by machine time.
+
+    LLM teachers built from a spec get no response cache: a cached answer costs no tokens and no
+    time, so the bench would report a free, instant teacher. A teacher object that answers from
+    its cache during the bench gets no cost (the report says why)."""
     spec = teacher if isinstance(teacher, str) else teacher.name
     if isinstance(teacher, str):
+        if not spec.startswith("ontology:"):  # the ontology teacher's cache is its compiled lexicon
+            options = {**options, "cache": False}
+
         def load() -> Any:
             from teachers.registry import make_teacher
 
@@ -371,6 +385,7 @@ def run_bench(
                disable=not cfg.progress)
 
     def timed(s: System, part: Sequence[Document], keep: bool) -> tuple[float, float]:
+        time.sleep(SETTLE_S)  # the previous system's thread pool stops spinning before this one's CPU clock starts
         with PeakRSS(cfg.sample_interval_s) as mem:
             t0, c0 = time.perf_counter(), time.process_time()
             out = _runner(loaded[s.name])(part)
@@ -409,6 +424,7 @@ def run_bench(
         for s in systems:
             if s.name in lat:
                 run = _runner(loaded[s.name])
+                time.sleep(SETTLE_S)
                 t0 = time.perf_counter()
                 run([d])
                 lat[s.name].append(time.perf_counter() - t0)
@@ -468,12 +484,14 @@ def run_bench(
 def _cost(billing: str, price: Any, row: dict[str, Any], usage: dict[str, Any] | None, prices: Prices) -> dict[str, Any]:
     notes = row["speed"]["notes"]
     try:
+        if usage and usage.get("cached_requests"):
+            raise CostError(f"{usage['cached_requests']} of its requests were answered from its response cache during "
+                            f"the bench, so neither its tokens nor its time were measured; bench it without a cache")
         if billing == "api":
             if not usage:
                 raise CostError("an API teacher without a usage ledger")
             out = api_cost_per_1k(price or row["name"], int(usage.get("input_tokens", 0)),
                                   int(usage.get("output_tokens", 0)), notes, batch=prices.batch_api)
-            out["served_from_cache"] = bool(usage.get("requests", 0) == 0 and usage.get("cached_requests", 0))
             return out
         return machine_cost_per_1k(row["speed"]["seconds"], notes, prices.for_device(row["device"]))
     except CostError as e:

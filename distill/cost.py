@@ -98,7 +98,8 @@ class Prices:
         return cls(machine(cpu, gpu=False), machine(gpu, gpu=True), batch_api)
 
     def for_device(self, device: str) -> MachinePrice:
-        return self.gpu if device == "gpu" else self.cpu
+        """GPU price for "gpu" and torch's "cuda" / "cuda:N" device names, else the CPU price."""
+        return self.gpu if device == "gpu" or str(device).startswith("cuda") else self.cpu
 
     def to_dict(self) -> dict[str, Any]:
         return {"cpu": self.cpu.to_dict(), "gpu": self.gpu.to_dict(), "batch_api": self.batch_api}

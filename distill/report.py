@@ -266,7 +266,10 @@ def _notes(results: Mapping[str, Any]) -> list[str]:
         c = r["cost"]
         out.append(f"{r['name']}: {c['input_tokens']} input + {c['output_tokens']} output tokens at "
                    f"${c['input_per_1m']}/${c['output_per_1m']} per 1M ({c['price_source']}, effective "
-                   f"{c['price_effective']}){' — served from cache during the bench' if c.get('served_from_cache') else ''}.")
+                   f"{c['price_effective']}).")
+    for r in results["systems"]:
+        if (r.get("cost") or {}).get("error"):
+            out.append(f"{r['name']}: no cost — {r['cost']['error']}.")
     if results.get("command"):
         out.append(f"Rerun: `{results['command']}`")
     return out

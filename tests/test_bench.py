@@ -146,3 +146,37 @@ def test_cli_bench_writes_results_and_report(tmp_path, exported):  # noqa: F811
     assert (out / "report.html").is_file() and data["report"]["reference"] == "m (torch)"
     res = CliRunner().invoke(app, ["bench", "--gold", str(gold)])
     assert res.exit_code == 2 and "nothing to benchmark" in res.output
+
+
+def test_cached_answers_are_never_benchmarked_as_free(shared_data, tmp_path):
+    """A spec-built LLM teacher runs without a response cache; a teacher object that answers from
+    its cache gets no cost (and the report says why) instead of $0 at cache speed."""
+    from distill.bench import BenchConfig, run_bench, teacher_system
+    from distill.corpora import load_corpus
+    from distill.report import write_report
+    from teachers.openai import OpenAITeacher
+
+    docs = load_corpus("maccrobat", shared_data, split="dev")[:2]
+    cfg = BenchConfig(repeats=1, warmup_docs=0, latency_docs=0, bootstrap=0, progress=False)
+    with FakeOpenAIServer(TERMS) as srv:
+        spec = teacher_system("openai:gpt-4o-mini", base_url=srv.base_url)
+        assert spec.load().cache is None
+        cached = OpenAITeacher("gpt-4o-mini", base_url=srv.base_url, cache=tmp_path / "c.sqlite")
+        list(cached.label(docs))  # the answers are now in its cache
+        for _ in range(2):  # a second bench of the spec teacher still sends (and bills) its requests
+            row = run_bench([spec], docs, {}, cfg)["systems"][0]
+            assert row["cost"]["usd_per_1k_notes"] > 0 and row["usage"]["requests"] > 0
+        results = run_bench([teacher_system(cached)], docs, {}, cfg)
+    cost = results["systems"][0]["cost"]
+    assert cost["usd_per_1k_notes"] is None and "answered from its response cache" in cost["error"]
+    import json
+
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    report = write_report(tmp_path / "results.json", tmp_path / "report")
+    assert "no cost — 2 of its requests were answered from its response cache" in report["md"].read_text()
+
+
+def test_torch_cuda_devices_are_billed_at_the_gpu_price():
+    p = Prices.from_options(cpu="0.1", gpu="2.0")
+    assert p.for_device("cuda").hourly_usd == p.for_device("cuda:1").hourly_usd == p.for_device("gpu").hourly_usd == 2.0
+    assert p.for_device("cpu").hourly_usd == 0.1
