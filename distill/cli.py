@@ -381,6 +381,12 @@ def train(
     from students.tagging import TaggingError
     from students.train import TrainConfig, TrainingDataError, train_student
 
+    if gold and gold_epochs <= 0:
+        fail("--gold names a second-stage gold set: give it --gold-epochs > 0 (0 turns the stage off)")
+    if gold_epochs > 0 and not gold:
+        fail("--gold-epochs needs --gold (the gold set of the second stage)")
+    if loss != "kd" and (soft is not None or temperature != 1.0 or kd_alpha != 1.0):
+        fail("--soft, --temperature and --kd-alpha only apply with --loss kd")
     if threads:
         import torch
 
@@ -402,7 +408,7 @@ def train(
                       epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
                       learning_rate=lr, head_lr_multiplier=head_lr_mult, loss=loss, temperature=temperature,
                       kd_alpha=kd_alpha, patience=patience, eval_steps=eval_steps,
-                      seed=seed, gold_epochs=gold_epochs if gold_docs else 0.0, gold_learning_rate=gold_lr)
+                      seed=seed, gold_epochs=gold_epochs, gold_learning_rate=gold_lr)
     data = {"train": train_data, "dev": dev, "gold_stage": gold, "test": test,
             "soft_targets": str(soft or soft_targets_path(train_data)) if loss == "kd" else None}
     try:

@@ -20,6 +20,7 @@ tokenizer.json) plus ``labels.json`` and ``training_card.json`` / ``training_car
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import shutil
@@ -28,6 +29,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 from distill.documents import DEFAULT_LABELS, GOLD, Document
 from students import tagging
@@ -323,7 +326,9 @@ def span_scores(model: Any, tokenizer: Any, docs: Sequence[Document], labels: Se
     return out
 
 
-def _training_args(out: Path, cfg: TrainConfig, lr: float, epochs: float, has_dev: bool, progress: bool) -> Any:
+def _training_args(out: Path, cfg: TrainConfig, lr: float, epochs: float, has_dev: bool, progress: bool,
+                   max_steps: int | None = None) -> Any:
+    """``max_steps`` overrides ``cfg.max_steps`` (None: use it)."""
     from transformers import TrainingArguments
 
     fields = {f.name for f in dataclasses.fields(TrainingArguments)}
@@ -335,7 +340,7 @@ def _training_args(out: Path, cfg: TrainConfig, lr: float, epochs: float, has_de
         weight_decay=cfg.weight_decay,
         warmup_ratio=cfg.warmup_ratio,
         num_train_epochs=epochs,
-        max_steps=cfg.max_steps,
+        max_steps=cfg.max_steps if max_steps is None else max_steps,
         lr_scheduler_type="linear",
         logging_steps=10,
         save_strategy="steps" if cfg.eval_steps else "epoch",
@@ -367,12 +372,13 @@ def _training_args(out: Path, cfg: TrainConfig, lr: float, epochs: float, has_de
 
 def _run_stage(model: Any, tokenizer: Any, feats: list[dict[str, Any]], ckpt_dir: Path, cfg: TrainConfig, lr: float,
                epochs: float, loss: str, dev_docs: Sequence[Document] | None, pad_id: int, progress: bool,
-               extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
-    """One Trainer run; resumes from the newest checkpoint in ``ckpt_dir`` when there is one."""
+               extra_callbacks: Sequence[Any] = (), max_steps: int | None = None) -> dict[str, Any]:
+    """One Trainer run; resumes from the newest checkpoint in ``ckpt_dir`` when there is one.
+    ``max_steps`` overrides ``cfg.max_steps`` (the gold stage runs its own ``gold_epochs``)."""
     from transformers import EarlyStoppingCallback
     from transformers.trainer_utils import get_last_checkpoint
 
-    args = _training_args(ckpt_dir, cfg, lr, epochs, bool(dev_docs), progress)
+    args = _training_args(ckpt_dir, cfg, lr, epochs, bool(dev_docs), progress, max_steps)
     callbacks = list(extra_callbacks)
     if dev_docs:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.patience))
@@ -402,6 +408,29 @@ def _run_stage(model: Any, tokenizer: Any, feats: list[dict[str, Any]], ckpt_dir
         "loss_history": [round(h["loss"], 4) for h in trainer.state.log_history if "loss" in h],
         "model": trainer.model,
     }
+
+
+def _docs_fingerprint(docs: Sequence[Document], layer: str) -> str:
+    """SHA-256 over each document's id, text and ``layer`` spans: relabelled or edited notes with
+    the same ids must not resume checkpoints trained on the old labels."""
+    h = hashlib.sha256()
+    for d in sorted(docs, key=lambda x: x.id):
+        spans = sorted((s.start, s.end, s.label) for s in d.layers.get(layer, []))
+        h.update(json.dumps([d.id, hashlib.sha256(d.text.encode()).hexdigest(), spans]).encode())
+    return h.hexdigest()
+
+
+def _soft_fingerprint(soft: Any) -> str | None:
+    """SHA-256 of the soft targets (word offsets and distributions per document), or None."""
+    if soft is None:
+        return None
+    h = hashlib.sha256(json.dumps(list(soft.tags)).encode())
+    for doc_id in sorted(soft.docs):
+        offs, probs = soft.docs[doc_id]
+        h.update(doc_id.encode())
+        h.update(np.ascontiguousarray(offs).tobytes())
+        h.update(np.ascontiguousarray(probs, dtype=np.float32).tobytes())
+    return h.hexdigest()
 
 
 def _check_run_config(ckpt_dir: Path, record: dict[str, Any]) -> None:
@@ -486,7 +515,8 @@ def train_student(
 
     feats, stats = build_features(train_docs, tokenizer, labels, layer, cfg.max_length, cfg.stride, soft)
     record = {"config": dataclasses.asdict(cfg), "layer": layer, "documents": sorted(d.id for d in train_docs),
-              "soft": soft is not None}
+              "data_sha256": _docs_fingerprint(train_docs, layer), "soft_sha256": _soft_fingerprint(soft),
+              "dev_sha256": _docs_fingerprint(dev_docs or [], GOLD)}
     _check_run_config(out / CHECKPOINTS, json.loads(json.dumps(record)))
     log.info("train: %d windows (%d tokens) from %d documents", stats.windows, stats.tokens, stats.documents)
 
@@ -497,10 +527,13 @@ def train_student(
     gold_stats = None
     if gold_docs and cfg.gold_epochs > 0:
         gfeats, gold_stats = build_features(gold_docs, tokenizer, labels, GOLD, cfg.max_length, cfg.stride)
-        grecord = {"config": dataclasses.asdict(cfg), "documents": sorted(d.id for d in gold_docs)}
+        # the gold stage continues stage 1's model: its checkpoints belong to that stage-1 run only
+        grecord = {"config": dataclasses.asdict(cfg), "documents": sorted(d.id for d in gold_docs),
+                   "data_sha256": _docs_fingerprint(gold_docs, GOLD),
+                   "stage1_sha256": hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()}
         _check_run_config(out / CHECKPOINTS_GOLD, json.loads(json.dumps(grecord)))
         stage2 = _run_stage(model, tokenizer, gfeats, out / CHECKPOINTS_GOLD, cfg, cfg.gold_learning_rate,
-                            cfg.gold_epochs, "ce", dev_docs, pad_id, progress, callbacks)
+                            cfg.gold_epochs, "ce", dev_docs, pad_id, progress, callbacks, max_steps=-1)
         model = stage2.pop("model")
         stages["gold_finetune"] = stage2
 
@@ -524,7 +557,8 @@ def train_student(
         "loss": cfg.loss,
         "hyper_parameters": dataclasses.asdict(cfg),
         "data": {**dict(data or {}), "train_documents": len(train_docs), "dev_documents": len(dev_docs or []),
-                 "test_documents": len(test_docs or []), "gold_finetune_documents": len(gold_docs or []),
+                 "test_documents": len(test_docs or []),
+                 "gold_finetune_documents": len(gold_docs or []) if "gold_finetune" in stages else 0,
                  "features": stats.to_dict(), "gold_features": gold_stats.to_dict() if gold_stats else None},
         "teachers": teachers,
         "stages": stages,

@@ -195,6 +195,30 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path, docs):
                       callbacks=[CrashAfterFirstSave()])
     with pytest.raises(TrainingDataError, match="different"):
         train_student(docs, tmp_path / "r2", TrainConfig(epochs=3, **TINY), model_factory=tiny_factory, progress=False)
+    relabelled = [docs[0].with_layers(gold=docs[0].spans("gold")[1:]), *docs[1:]]  # same ids, other labels
+    with pytest.raises(TrainingDataError, match=r"different \['data_sha256'\]"):
+        train_student(relabelled, tmp_path / "r2", cfg, model_factory=tiny_factory, progress=False)
+
+
+def test_gold_stage_runs_its_own_epochs_and_belongs_to_its_first_stage(tmp_path, docs, dev_docs):
+    """max_steps caps the first stage only; the gold stage's checkpoints are refused after the first
+    stage changed (deleting the first stage's checkpoints must not resurrect the old model)."""
+    gold = [d.with_layers() for d in dev_docs]
+    cfg = TrainConfig(epochs=1, max_steps=1, gold_epochs=2, **TINY)
+    res = train_student(docs[:2], tmp_path / "g", cfg, gold_docs=gold, model_factory=tiny_factory, progress=False,
+                        keep_checkpoints=True)
+    gold_windows = res.card["data"]["gold_features"]["windows"]
+    assert res.card["stages"]["silver" if "silver" in res.card["stages"] else "gold"]["global_step"] == 1
+    assert res.card["stages"]["gold_finetune"]["global_step"] == 2 * -(-gold_windows // TINY["batch_size"])
+    assert res.card["data"]["gold_finetune_documents"] == len(gold)
+    import shutil
+
+    shutil.rmtree(tmp_path / "g" / "checkpoints")
+    with pytest.raises(TrainingDataError, match=r"checkpoints-gold holds checkpoints of a run with different \['stage1_sha256'\]"):
+        train_student(docs[:3], tmp_path / "g", cfg, gold_docs=gold, model_factory=tiny_factory, progress=False)
+    res = train_student(docs[:2], tmp_path / "g2", TrainConfig(epochs=1, max_steps=1, **TINY), gold_docs=gold,
+                        model_factory=tiny_factory, progress=False)
+    assert "gold_finetune" not in res.card["stages"] and res.card["data"]["gold_finetune_documents"] == 0
 
 
 # --- base models -------------------------------------------------------------------------------
@@ -237,3 +261,17 @@ def test_long_epochs_can_checkpoint_every_n_steps(tmp_path):
     assert (args.save_strategy, args.save_steps, args.eval_strategy, args.eval_steps) == ("steps", 50, "steps", 50)
     args = _training_args(tmp_path, TrainConfig(**TINY), 1e-3, 1.0, True, False)
     assert (args.save_strategy, args.eval_strategy) == ("epoch", "epoch") and args.load_best_model_at_end
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--gold", "maccrobat:dev"], "give it --gold-epochs > 0"),
+    (["--gold-epochs", "2"], "--gold-epochs needs --gold"),
+    (["--temperature", "2"], "only apply with --loss kd"),
+])
+def test_cli_train_refuses_options_that_would_be_ignored(tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from distill.cli import app
+
+    res = CliRunner().invoke(app, ["train", "--train", "maccrobat:train", "--out", str(tmp_path / "m"), *args])
+    assert res.exit_code == 2 and message in res.output and not (tmp_path / "m").exists()
