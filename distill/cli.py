@@ -224,7 +224,10 @@ def label(
     if batch and not _label_batch(t, docs, batch, batch_id):
         return
     out.parent.mkdir(parents=True, exist_ok=True)
-    result = label_corpus(t, docs, out, total=len(docs), progress=progress)
+    try:
+        result = label_corpus(t, docs, out, total=len(docs), progress=progress)
+    except ValueError as e:  # an output file of another teacher, a corrupt output file
+        fail(str(e))
     console.print(
         f"{t.name}: labelled {result.labelled} notes ({result.spans} spans), "
         f"{result.skipped_done} already done, {len(result.failed)} failed → {out}"

@@ -190,17 +190,25 @@ def chunk_text(text: str, max_chars: int, overlap: int = 200) -> list[tuple[int,
         chunks.append((start, end))
         if end >= n:
             return chunks
-        nxt = _cut(text, max(end - overlap, start + 1), end, prefer_late=False)
+        lo = max(end - overlap, start + 1)
+        nxt = _cut(text, lo, end, prefer_late=False)
+        if nxt >= end:  # the window's only sentence end is this chunk's own end: keep an overlap
+            ws = re.search(r"\s+", text[lo:end])
+            nxt = lo + ws.end() if ws and lo + ws.end() < end else end
         start = nxt if nxt > start else end
 
 
 _SENT_END = re.compile(r"(?<=[.!?;])\s+|\n+")
+#: a period after these is no sentence end: an initial ("C. difficile") or an abbreviation
+#: ("St. John's wort"); cutting there would split a mention
+_NOT_SENT_END = re.compile(r"(?:\b[A-Z]|\b(?i:st|dr|mr|mrs|ms|vs|e\.g|i\.e|approx|no))\.$")
 
 
 def _cut(text: str, lo: int, hi: int, prefer_late: bool = True) -> int:
     """A cut position in [lo, hi]: after a sentence end if any, else at whitespace, else hi."""
     window = text[lo:hi]
-    ends = [m.end() for m in _SENT_END.finditer(window)]
+    ends = [m.end() for m in _SENT_END.finditer(window)
+            if window[m.start()] == "\n" or not _NOT_SENT_END.search(text, max(0, lo + m.start() - 8), lo + m.start())]
     if not ends:
         ends = [m.end() for m in re.finditer(r"\s+", window)]
     if not ends:

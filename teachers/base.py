@@ -118,9 +118,11 @@ def label_corpus(
     """Label ``docs`` into ``out`` (JSONL, one layer named after the teacher), resumably.
 
     Documents already in ``out`` are skipped; failures are recorded in ``<out>.failures.jsonl``
-    (documents labelled since are pruned from it) and the usage ledger in ``<out>.usage.json``
-    — rewritten every ``LEDGER_EVERY`` documents and when the run ends, however it ends, so a
-    killed run's paid requests stay on the ledger. A rerun retries only what failed.
+    (one line per document still failing: documents labelled since are pruned from it) and the
+    usage ledger in ``<out>.usage.json`` — rewritten every ``LEDGER_EVERY`` documents and when
+    the run ends, however it ends, so a killed run's paid requests stay on the ledger; its
+    ``failures`` counts the documents still failing. A rerun retries only what failed.
+    An ``out`` written by another teacher is refused (its documents would count as done).
     Empty notes are labelled with an empty layer (there is nothing to find), never sent.
     """
     out = Path(out)
@@ -128,6 +130,9 @@ def label_corpus(
     failures_path = out.with_name(out.name + ".failures.jsonl")
     usage_path = out.with_name(out.name + ".usage.json")
     start_usage = Usage().add(teacher.usage)
+    ledger_teacher = json.loads(usage_path.read_text()).get("teacher") if usage_path.exists() else None
+    if ledger_teacher not in (None, teacher.name):
+        raise ValueError(f"{out} holds labels of {ledger_teacher}, not {teacher.name}: use another --out")
     earlier = _read_usage_file(usage_path)  # resumed runs: the ledger accumulates
     t0 = time.perf_counter()
 
@@ -141,10 +146,19 @@ def label_corpus(
         return usage
 
     def write_ledger() -> None:
-        _write_usage_file(usage_path, teacher.name, Usage().add(earlier).add(run_usage()))
+        total = Usage().add(earlier).add(run_usage())
+        total.failures = len(_failing_ids(failures_path) - sink.done_ids)  # not a sum over reruns
+        _write_usage_file(usage_path, teacher.name, total)
 
-    sink = JsonlAppender(out)
+    sink = JsonlAppender(out)  # first: it repairs a half-written last line that read_jsonl would refuse
+    if sink.done_ids:
+        try:
+            _check_layers(out, teacher.name)
+        except Exception:
+            sink.close()
+            raise
     try:
+        _end_last_line(failures_path)
         with open(failures_path, "a", encoding="utf-8") as fail_fh:
             pending = []
             for doc in docs:
@@ -175,18 +189,52 @@ def label_corpus(
             bar.close()
     finally:
         sink.close()
-        write_ledger()
-        _prune_failures(failures_path, sink.done_ids)
+        try:
+            _prune_failures(failures_path, sink.done_ids)
+        finally:
+            write_ledger()
     result.usage = run_usage()
     return result
 
 
+def _check_layers(out: Path, name: str) -> None:
+    """Refuse to resume into a file of another teacher: its documents lack ``name``'s layer, so
+    they would be skipped as done and the run would silently label nothing."""
+    others: set[str] = set()
+    missing = 0
+    for doc in read_jsonl(out):
+        if name not in doc.layers:
+            missing += 1
+            others.update(doc.layers)
+    if missing:
+        what = ", ".join(sorted(others)) if others else f"{missing} document(s) without a layer"
+        raise ValueError(f"{out} holds labels of {what}, not {name}: use another --out")
+
+
+def _end_last_line(path: Path) -> None:
+    """End a killed run's half-written last line, so that a new record is not glued onto it."""
+    if path.exists() and path.stat().st_size:
+        with open(path, "rb+") as fh:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
+
+
+def _failing_ids(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    return {i for ln in path.read_text(encoding="utf-8").splitlines() if (i := _record_id(ln)) is not None}
+
+
 def _prune_failures(path: Path, done_ids: set[str]) -> None:
-    """Drop failure records of documents that a later run labelled: the file lists what is still missing."""
+    """Keep one record per document still failing (the latest reason; reruns append again):
+    the file lists what is still missing."""
     if not path.exists():
         return
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    keep = [ln for ln in lines if not ln.strip() or _record_id(ln) not in done_ids]
+    last = {rid: k for k, ln in enumerate(lines) if (rid := _record_id(ln)) is not None}
+    keep = [ln for k, ln in enumerate(lines)  # a line without a readable id is kept, never silently dropped
+            if (rid := _record_id(ln)) is None or (rid not in done_ids and last[rid] == k)]
     if len(keep) != len(lines):
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text("".join(keep), encoding="utf-8")

@@ -7,14 +7,19 @@ Retry-After.
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 from typing import Any
 
 from google import genai
 from google.genai import errors, types
 
 from teachers.cache import CachedResponse
-from teachers.llm import LLMTeacher, PermanentError, TransientError, build_prompts, default_price, is_loopback, parse_retry_after
+from teachers.llm import (
+    LLMTeacher, PermanentError, TransientError, build_prompts, default_price, is_loopback, non_json_answer,
+    parse_retry_after,
+)
 from teachers.prompts import Prompt
 
 
@@ -26,6 +31,21 @@ def gemini_schema(schema: dict[str, Any]) -> dict[str, Any]:
     if "items" in out:
         out["items"] = gemini_schema(out["items"])
     return out
+
+
+def retry_info_delay(details: Any) -> float | None:
+    """Seconds from a ``google.rpc.RetryInfo`` in an error body (``"retryDelay": "37s"``):
+    Gemini's 429 says there, not in a header, how long the quota window lasts."""
+    if isinstance(details, list) and len(details) == 1:
+        details = details[0]
+    err = details.get("error") if isinstance(details, dict) else None
+    for item in (err.get("details") if isinstance(err, dict) else None) or []:
+        if isinstance(item, dict) and str(item.get("@type", "")).endswith("RetryInfo"):
+            delay = item.get("retryDelay")
+            m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)s\s*", delay) if isinstance(delay, str) else None
+            if m:
+                return float(m.group(1))
+    return None
 
 
 class GeminiTeacher(LLMTeacher):
@@ -66,8 +86,11 @@ class GeminiTeacher(LLMTeacher):
             msg = f"HTTP {e.code} from {self.name}: {(e.message or e.status or '')[:300]}"
             if e.code in (408, 429) or (e.code or 0) >= 500:
                 headers = getattr(getattr(e, "response", None), "headers", None)
-                raise TransientError(msg, parse_retry_after(headers)) from None
+                after = parse_retry_after(headers)
+                raise TransientError(msg, after if after is not None else retry_info_delay(e.details)) from None
             raise PermanentError(msg) from None
+        except json.JSONDecodeError as e:  # a 200 that is not JSON (a proxy's HTML page, a cut-off body)
+            raise non_json_answer(self.base_url or "the Gemini API", e.doc) from None
         except Exception as e:  # the SDK's HTTP layer (httpx) raises its own timeout/connection errors
             if type(e).__module__.split(".")[0].startswith("httpx"):
                 raise TransientError(f"{type(e).__name__} talking to {self.name}") from None

@@ -63,14 +63,17 @@ class MalformedOutput(ValueError):
     """The model's answer could not be read as entities at all."""
 
 
-#: finish reasons of an answer that was stopped before it was complete (cap, or the local loop guard)
-CUT = ("length", "repetition", "unsupported")
+#: finish reasons of an answer that was stopped before it was complete (cap, local loop guard,
+#: OpenAI's content filter)
+CUT = ("length", "repetition", "unsupported", "content_filter")
+#: cut answers that are never cached: a larger cap, or simply asking again, may give more
+UNCACHED = ("length", "content_filter")
 
 
 def usable_cached(hit: CachedResponse | None) -> bool:
-    """A cached answer worth replaying: not one cut by the output cap (such answers are no
-    longer stored, but caches written before may hold them), which a rerun asks again."""
-    return hit is not None and hit.finish_reason != "length"
+    """A cached answer worth replaying: not one cut by the output cap or a content filter (such
+    answers are no longer stored, but caches written before may hold them), which a rerun asks again."""
+    return hit is not None and hit.finish_reason not in UNCACHED
 
 
 class ChunkFailed(Exception):
@@ -187,13 +190,14 @@ def parse_output(raw: str, fmt: str, labels: Sequence[str]) -> Parsed:
 class RepetitionGuard:
     """Stops a streamed answer that loops (small models repeat themselves until their token cap).
 
-    Fed the text as it streams; :meth:`should_stop` turns true when a line has been produced
-    ``max_repeats`` times, when one mention has been listed ``max_repeats`` times (the prompt
-    asks for each string once; with ``per_occurrence``, for context mode's one item per
-    occurrence, only once listed more often than the chunk contains it; this catches a JSON list
-    cycling through the same few objects on one line, which no line check sees: measured, such
-    loops ran a 1.5B model into its
-    output cap on 6 of 20 notes), when the tail of the text is one short unit repeated
+    Fed the text as it streams; :meth:`should_stop` turns true when a line that carries a
+    mention has been produced ``max_repeats`` times (structural lines of pretty-printed JSON,
+    ``{`` or ``"label": "SYMPTOM"``, repeat in every complete answer), when one mention has been
+    listed ``max_repeats`` times (the prompt asks for each string once; with ``per_occurrence``,
+    for context mode's one item per occurrence, only once listed more often than the chunk
+    contains it, and a mention's line likewise; this catches a JSON list cycling through the same
+    few objects on one line, which no line check sees: measured, such loops ran a 1.5B model into
+    its output cap on 6 of 20 notes), when the tail of the text is one short unit repeated
     ``max_repeats`` + 1 times (a loop inside a line), or when ``max_unsupported`` mentions in a
     row quote text that is not in the chunk (the model is reciting its examples).
     """
@@ -233,20 +237,26 @@ class RepetitionGuard:
     def _line(self, line: str) -> None:
         if not line:
             return
+        jm = _JSON_MENTION.search(line)
+        m = None if jm else _LINE.match(line)
+        if jm is None and m is None:
+            return  # no mention (JSON punctuation, a label line): repeats in any valid answer
         self._lines[line] += 1
-        if self._lines[line] >= self.max_repeats:
+        if self._lines[line] >= self._limit(_key(jm.group(1) if jm else m.group(m.lastindex or 1))):
             self.reason = self.reason or "repetition"
-        if not _JSON_MENTION.search(line):  # JSON mentions were counted as they streamed
-            m = _LINE.match(line)
-            if m:
-                self._mention(m.group(m.lastindex or 1))
+        if m is not None:  # JSON mentions were counted as they streamed
+            self._mention(m.group(m.lastindex or 1))
+
+    def _limit(self, key: str) -> int:
+        """Listings allowed for one mention: context mode lists every occurrence, so a string
+        the chunk holds n times may come n times."""
+        allowed = self.chunk.count(key) + 1 if self.per_occurrence and self.chunk is not None else 0
+        return max(self.max_repeats, allowed)
 
     def _mention(self, mention: str) -> None:
-        key = " ".join(mention.lower().split())
+        key = _key(mention)
         self._mentions[key] += 1
-        # context mode lists every occurrence: a string the chunk holds n times may come n times
-        allowed = self.chunk.count(key) + 1 if self.per_occurrence and self.chunk is not None else 0
-        if self._mentions[key] >= max(self.max_repeats, allowed):
+        if self._mentions[key] >= self._limit(key):
             self.reason = self.reason or "repetition"
         if self.chunk is not None:
             if key not in self.chunk:
@@ -261,6 +271,15 @@ class RepetitionGuard:
 
 
 _JSON_MENTION = re.compile(r'"(?:text|mention)"\s*:\s*"([^"]+)"')
+
+#: bumped when a change to the guard changes which answers it cuts; local teachers put it in
+#: their cache fingerprint so answers cut by an older guard are generated again, not replayed
+#: (v2: structural JSON lines no longer count as repeated lines)
+GUARD_VERSION = 2
+
+
+def _key(mention: str) -> str:
+    return " ".join(mention.lower().split())
 
 
 # --- retries -------------------------------------------------------------------------------
@@ -279,6 +298,13 @@ class _WaitRetryAfter:
         if after is not None:
             return min(max(float(after), 0.0), self.maximum)
         return self.fallback(state)
+
+
+def non_json_answer(url: Any, body: Any) -> TransientError:
+    """A 200 whose body is not JSON (an HTML page from a proxy, a cut-off body): a passing
+    fault of the path to the API, worth retrying; never a reason to abort the whole run."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    return TransientError(f"non-JSON answer from {url}: {' '.join(text.split())[:80]!r}")
 
 
 def parse_retry_after(headers: Any) -> float | None:
@@ -478,9 +504,10 @@ class LLMTeacher:
                 continue
             if parsed.repaired or cut:
                 self._count(f"salvaged_{resp.finish_reason}" if cut else "salvaged")
-            if self.cache is not None and not length:
+            if self.cache is not None and resp.finish_reason not in UNCACHED:
                 # An answer cut by the output cap is not stored: a rerun with a larger
-                # max_output_tokens must ask again rather than replay the cut-off answer.
+                # max_output_tokens must ask again rather than replay the cut-off answer
+                # (nor one cut by a content filter, which a rerun may get whole).
                 self.cache.put(self.fingerprint, prompt.version, key, resp)
             return parsed.entities
         if problem.startswith("answer truncated") and cap >= self.max_output_tokens:
@@ -496,7 +523,7 @@ class LLMTeacher:
             t0 = time.perf_counter()
             try:
                 resp = self._request(prompt, max_tokens)
-            except (TransientError, PermanentError):
+            except Exception:
                 with self._lock:
                     self.usage.requests += 1
                     self.usage.seconds += time.perf_counter() - t0
@@ -517,6 +544,11 @@ class LLMTeacher:
             raise ChunkFailed(f"{e} (gave up after {attempts['n']} attempts)") from None
         except PermanentError as e:
             raise ChunkFailed(str(e)) from None
+        except Exception as e:
+            # A library error nobody anticipated (llama.cpp's ValueError, an SDK's AttributeError)
+            # fails this document, not the whole run; Ctrl-C and SystemExit are not Exceptions.
+            log.warning("unexpected %s from %s", type(e).__name__, self.name, exc_info=log.isEnabledFor(logging.DEBUG))
+            raise ChunkFailed(f"unexpected {type(e).__name__}: {str(e)[:300]}") from None
 
     def summary(self) -> dict[str, Any]:
         """Ledger plus alignment/repair counts, for the CLI and benchmark reports."""

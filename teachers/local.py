@@ -17,13 +17,14 @@ Local generation is deterministic, so a bad answer is salvaged, not re-asked.
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from teachers.cache import CachedResponse
 from teachers.cost import FREE
-from teachers.llm import LLMTeacher, RepetitionGuard, _flag, build_prompts, is_loopback
+from teachers.llm import GUARD_VERSION, LLMTeacher, PermanentError, RepetitionGuard, _flag, build_prompts, is_loopback
 from teachers.prompts import Prompt
 
 # JSON by default: on 20 MACCROBAT notes a 1.5B model reached relaxed F1 0.316 with JSON vs 0.209 with
@@ -67,7 +68,7 @@ class TransformersTeacher(LLMTeacher):
 
     def fingerprint_fields(self) -> dict[str, Any]:
         return {"family": "transformers", "model": str(Path(self.model).resolve()) if os.path.exists(self.model) else self.model,
-                "decoding": "greedy", "4bit": self.load_in_4bit}
+                "decoding": "greedy", "4bit": self.load_in_4bit, "guard": GUARD_VERSION}
 
     def _request(self, prompt: Prompt, max_tokens: int) -> CachedResponse:
         import torch
@@ -76,6 +77,11 @@ class TransformersTeacher(LLMTeacher):
         enc = self.tokenizer.apply_chat_template(prompt.messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
         enc = {k: v.to(self.lm.device) for k, v in enc.items()}
         n_in = enc["input_ids"].shape[1]
+        context = getattr(self.lm.config, "max_position_embeddings", None)
+        if context:
+            if n_in >= context:  # generating would index past the position table (IndexError)
+                raise PermanentError(f"prompt {n_in} tokens exceeds the model's context {context}; lower chunk_chars")
+            max_tokens = min(max_tokens, context - n_in)  # the answer must fit too
         guard = RepetitionGuard(_note_of(prompt), per_occurrence=self.prompts.context)
         tok = self.tokenizer
 
@@ -138,7 +144,7 @@ class LlamaCppTeacher(LLMTeacher):
     def fingerprint_fields(self) -> dict[str, Any]:
         st = os.stat(self.model)
         return {"family": "llama.cpp", "model": os.path.basename(self.model), "bytes": st.st_size,
-                "decoding": "greedy", "grammar": self.grammar, "n_ctx": self.n_ctx}
+                "decoding": "greedy", "grammar": self.grammar, "n_ctx": self.n_ctx, "guard": GUARD_VERSION}
 
     def _request(self, prompt: Prompt, max_tokens: int) -> CachedResponse:
         kwargs: dict[str, Any] = {"messages": prompt.messages, "temperature": 0.0, "top_k": 1, "max_tokens": max_tokens,
@@ -150,6 +156,15 @@ class LlamaCppTeacher(LLMTeacher):
                 from llama_cpp import LlamaGrammar
 
                 kwargs["grammar"] = LlamaGrammar.from_string(compact_grammar(prompt.labels), verbose=False)
+        # llama.cpp shortens the answer to fit n_ctx but refuses a prompt that does not fit. The
+        # chat template is applied inside llama.cpp, so the messages alone give a lower bound here
+        # and llama.cpp's own refusal (a ValueError) is translated below.
+        n_ctx = self.llm.n_ctx()
+        messages = "\n".join(m["content"] for m in prompt.messages)
+        n_prompt = len(self.llm.tokenize(messages.encode("utf-8"), add_bos=True, special=False))
+        if n_prompt >= n_ctx:
+            raise PermanentError(f"prompt {n_prompt}+ tokens exceeds the model's context {n_ctx}; "
+                                 "lower chunk_chars or raise n_ctx")
         guard = RepetitionGuard(_note_of(prompt), per_occurrence=self.prompts.context)
         text, finish = "", "stop"
         t0 = time.perf_counter()
@@ -157,7 +172,7 @@ class LlamaCppTeacher(LLMTeacher):
         # no reset between requests: llama.cpp reuses the KV cache of the shared prompt prefix
         stream = self.llm.create_chat_completion(**kwargs)
         try:
-            for chunk in stream:
+            for chunk in _context_checked(stream, n_ctx):
                 choice = chunk["choices"][0]
                 piece = choice.get("delta", {}).get("content")
                 if piece:
@@ -178,6 +193,22 @@ class LlamaCppTeacher(LLMTeacher):
         n_out = len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
         n_in = max(0, self.llm.n_tokens - n_out)  # tokens in context = prompt + generated
         return CachedResponse(text, n_in, n_out, finish)
+
+
+def _context_checked(stream: Iterator[dict[str, Any]], n_ctx: int) -> Iterator[dict[str, Any]]:
+    """llama.cpp's "Requested tokens (N) exceed context window of M" (raised when the stream
+    starts) as a PermanentError that says what to change."""
+    try:
+        first = next(stream, None)
+    except ValueError as e:
+        m = re.search(r"Requested tokens \((\d+)\) exceed context window", str(e))
+        if m is None:
+            raise
+        raise PermanentError(f"prompt {m.group(1)} tokens exceeds the model's context {n_ctx}; "
+                             "lower chunk_chars or raise n_ctx") from None
+    if first is not None:
+        yield first
+        yield from stream
 
 
 def from_spec(name: str, **options: Any) -> LLMTeacher:

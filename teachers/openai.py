@@ -21,8 +21,8 @@ from teachers.align import chunk_text
 from teachers.base import Usage
 from teachers.cache import CachedResponse
 from teachers.llm import (
-    LLMTeacher, PermanentError, TransientError, build_prompts, default_price, is_loopback, parse_retry_after,
-    usable_cached,
+    LLMTeacher, PermanentError, TransientError, build_prompts, default_price, is_loopback, non_json_answer,
+    parse_retry_after, usable_cached,
 )
 from teachers.prompts import Prompt
 
@@ -92,6 +92,10 @@ class OpenAITeacher(LLMTeacher):
             raise PermanentError(msg) from None
         except openai.APIConnectionError as e:  # includes timeouts
             raise TransientError(f"{type(e).__name__} talking to {self.name}") from None
+        except json.JSONDecodeError as e:  # a 200 declared as JSON that is not (a proxy's page)
+            raise non_json_answer(self.client.base_url, e.doc) from None
+        if not hasattr(r, "model_dump"):  # a 200 that is not JSON at all: the SDK hands back the text
+            raise non_json_answer(self.client.base_url, r)
         return _from_completion(r.model_dump())
 
     # -- Batch API ----------------------------------------------------------------------
