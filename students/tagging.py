@@ -382,7 +382,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-_ALNUM = re.compile(r"\w")
+_ALNUM = re.compile(r"[^\W_]")  # letters and digits: "diabetes_mellitus" is two words to widening
 
 
 def decode_words(enc: EncodedText, word_scores: np.ndarray, tags: Sequence[str], text: str, source: str = "") -> list[Span]:

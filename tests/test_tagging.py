@@ -140,6 +140,18 @@ def test_decoding_never_cuts_a_word():
     assert (span.start, span.end, span.text, span.label) == (0, 9, "chestpain", "SYMPTOM")
 
 
+def test_widening_stops_at_an_underscore():
+    text = "diabetes_mellitus"
+    enc = tagging.EncodedText(np.array([[0, 8], [8, 9], [9, 17]]), np.arange(3), np.arange(3),
+                              np.array([[0, 8], [8, 9], [9, 17]]))
+    scores = np.full((3, len(TAGS)), -10.0)
+    scores[:, 0] = 10.0
+    scores[0] = -10.0
+    scores[0, TAGS.index("B-DISEASE")] = 10.0
+    (span,) = tagging.decode_words(enc, scores, TAGS, text)
+    assert span.text == "diabetes"
+
+
 def test_lenient_bio_repair_and_scores():
     text = "aspirin and warfarin"
     enc = tagging.EncodedText(np.array([[0, 7], [8, 11], [12, 20]]), np.arange(3), np.arange(3),
