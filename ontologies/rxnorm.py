@@ -192,7 +192,7 @@ class RxNavClient:
         from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
         params = {k: v for k, v in (params or {}).items() if v is not None}
-        key = json.dumps([path, sorted(params.items())])
+        key = json.dumps([self.base_url, path, sorted(params.items())])  # one cache may serve NLM and a local RxNav
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
@@ -200,7 +200,9 @@ class RxNavClient:
         retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts),
             wait=wait_exponential(multiplier=self.backoff, max=self.max_backoff),
-            retry=retry_if_exception(lambda e: isinstance(e, (_Retryable, requests.ConnectionError, requests.Timeout))),
+            retry=retry_if_exception(lambda e: isinstance(e, (_Retryable, requests.ConnectionError, requests.Timeout,
+                                                              requests.exceptions.ChunkedEncodingError,
+                                                              requests.exceptions.ContentDecodingError))),
             reraise=False,
         )
         try:
@@ -231,9 +233,12 @@ class RxNavClient:
         if resp.status_code != 200:
             raise RxNavError(f"HTTP {resp.status_code} from {resp.url}: {resp.text[:200]}")
         try:
-            return resp.json()
+            body = resp.json()
         except ValueError as e:
             raise RxNavError(f"RxNav {resp.url} returned non-JSON: {resp.text[:200]!r}") from e
+        if not isinstance(body, dict):  # every RxNav endpoint answers an object
+            raise RxNavError(f"RxNav {resp.url} returned {type(body).__name__}, not a JSON object: {resp.text[:200]!r}")
+        return body
 
     # -- API --------------------------------------------------------------------------------
     def rxcui(self, name: str, search: int = 0) -> list[str]:

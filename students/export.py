@@ -238,9 +238,11 @@ def export_student(
 ) -> ExportReport:
     """Export ``model_dir`` to ``out_dir`` (default ``<model_dir>/onnx``) and verify it.
 
-    Raises ``ExportError`` when the directory is incomplete or fp32 parity exceeds ``atol``
-    (the half-written export is left in place for inspection, without export.json, so the
-    runtime will not mistake it for a verified export).
+    Everything is written to ``<out_dir>.partial`` first and moved into ``out_dir`` only after the
+    parity check passed, replacing the previous export's model files and export.json as a set: a
+    failed re-export never destroys a verified export, and no stale ``model.int8.onnx`` survives
+    an export without ``int8``. Raises ``ExportError`` when the directory is incomplete, fp32
+    parity exceeds ``atol`` (the partial folder is kept for inspection) or quantization fails.
     """
     import onnxruntime
     import torch
@@ -249,9 +251,12 @@ def export_student(
     t0 = time.perf_counter()
     model_dir = Path(model_dir)
     meta = check_model_dir(model_dir)
-    out = Path(out_dir) if out_dir is not None else model_dir / "onnx"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / EXPORT_CARD).unlink(missing_ok=True)
+    final = Path(out_dir) if out_dir is not None else model_dir / "onnx"
+    if final.exists() and not final.is_dir():
+        raise ExportError(f"{final} is a file: --out must be a folder (new or holding an earlier export)")
+    out = final.with_name(final.name + ".partial")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
     tok = tagging.load_tokenizer(model_dir)
     tags, max_length, stride = meta["tags"], int(meta["max_length"]), int(meta["stride"])
     texts = list(sample_texts) if sample_texts else list(SAMPLE_NOTES)
@@ -294,28 +299,45 @@ def export_student(
     if not fused:
         os.replace(raw_path, onnx_path)
     raw_path.unlink(missing_ok=True)
-    if diff > atol:
+    if not diff <= atol:  # also catches NaN
         raise ExportError(f"ONNX logits differ from torch by {diff:.2e} (> {atol:.0e}) on {len(windows)} sample "
-                          f"windows; the export in {out} is not trustworthy")
+                          f"windows; not exported (the graph is kept in {out} for inspection; {final} is unchanged)")
 
     copied = _copy_assets(model_dir, out)
     int8_path = None
     agreement = None
     if int8:
         int8_path = out / INT8_FILE
-        _quantize(onnx_path, int8_path)
+        try:
+            _quantize(onnx_path, int8_path)
+        except Exception as e:  # noqa: BLE001 - onnxruntime.quantization raises many types; keep the cause
+            raise ExportError(f"int8 quantization failed ({type(e).__name__}: {e}); {final} is unchanged; "
+                              f"export without --int8 to get the fp32 model") from e
         fp32_spans = OnnxPredictor(onnx_path, verify=False).predict_texts(texts)
         int8_spans = OnnxPredictor(int8_path, verify=False).predict_texts(texts)
         agreement = span_agreement(fp32_spans, int8_spans)
 
     files = {name: {"bytes": (out / name).stat().st_size, "sha256": sha256_file(out / name)}
              for name in [ONNX_FILE, *([INT8_FILE] if int8 else []), *copied]}
+    _publish(out, final, list(files))
     report = ExportReport(
-        model_dir=str(model_dir), out_dir=str(out), onnx=str(onnx_path), int8=str(int8_path) if int8_path else None,
+        model_dir=str(model_dir), out_dir=str(final), onnx=str(final / ONNX_FILE),
+        int8=str(final / INT8_FILE) if int8_path else None,
         inputs=names, opset=opset, fused=fused, fused_ops=fused_ops, max_abs_diff=diff, atol=atol,
         parity_windows=len(windows), int8_agreement=agreement, seconds=round(time.perf_counter() - t0, 2),
         files=files, versions={"torch": torch.__version__, "transformers": transformers.__version__,
                                "onnxruntime": onnxruntime.__version__},
     )
-    (out / EXPORT_CARD).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    (final / EXPORT_CARD).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def _publish(staged: Path, final: Path, names: Sequence[str]) -> None:
+    """Move a verified export into ``final``: the previous export's card and model files go first
+    (so a crash in between leaves no export.json vouching for a mix), then the new files."""
+    final.mkdir(parents=True, exist_ok=True)
+    for old in (EXPORT_CARD, ONNX_FILE, INT8_FILE):
+        (final / old).unlink(missing_ok=True)
+    for name in names:
+        os.replace(staged / name, final / name)
+    shutil.rmtree(staged, ignore_errors=True)

@@ -42,7 +42,7 @@ class FakeRxNav:
 
     def __init__(self) -> None:
         self.requests: list[tuple[float, str]] = []
-        self.faults: deque[int] = deque()
+        self.faults: deque[int | str] = deque()
         self._lock = threading.Lock()
         fake = self
 
@@ -54,6 +54,17 @@ class FakeRxNav:
                 with fake._lock:
                     fake.requests.append((time.monotonic(), self.path))
                     fault = fake.faults.popleft() if fake.faults else None
+                if fault == "truncated":  # the connection drops mid-body
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", "100")
+                    self.end_headers()
+                    self.wfile.write(b'{"idGroup": {"name"')
+                    self.close_connection = True
+                    return
+                if fault == "null":
+                    self._send(200, None)
+                    return
                 if fault is not None:
                     body = {"error": f"injected {fault}"}
                     self._send(fault, body, {"Retry-After": "0"} if fault == 429 else {})
@@ -78,8 +89,9 @@ class FakeRxNav:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/REST"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def fail_next(self, *statuses: int) -> None:
-        """Answer the next ``len(statuses)`` requests with these HTTP statuses."""
+    def fail_next(self, *statuses: int | str) -> None:
+        """Answer the next ``len(statuses)`` requests with these HTTP statuses, or ``"truncated"``
+        (a body cut off mid-way) or ``"null"`` (HTTP 200 with a JSON ``null``)."""
         with self._lock:
             self.faults.extend(statuses)
 

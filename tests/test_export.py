@@ -129,6 +129,29 @@ def test_parity_failure_is_an_error_not_a_silent_export(tmp_path, exported):
     assert not (out / "export.json").exists()
 
 
+def test_a_failed_or_smaller_re_export_never_leaves_a_mix(tmp_path, exported):
+    """Re-exporting over a verified export: a parity failure leaves it byte-identical, and an
+    export without int8 removes the previous model.int8.onnx (it belonged to the old model)."""
+    import shutil
+
+    from distill.manifest import sha256_file
+    from students.export import ExportError, export_student
+
+    model, good, _ = exported
+    out = tmp_path / "onnx"
+    shutil.copytree(good, out)
+    before = {p.name: sha256_file(p) for p in out.iterdir()}
+    with pytest.raises(ExportError, match="is unchanged"):
+        export_student(model, out, int8=False, fuse=False, atol=1e-30)
+    assert {p.name: sha256_file(p) for p in out.iterdir()} == before
+    export_student(model, out, int8=False)
+    assert (out / "export.json").is_file() and not (out / "model.int8.onnx").exists()
+    assert not (tmp_path / "onnx.partial").exists()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ExportError, match="is a file"):
+        export_student(model, tmp_path / "afile", int8=False)
+
+
 def test_cli_export(tmp_path, exported):
     from typer.testing import CliRunner
 

@@ -137,3 +137,23 @@ def test_rate_limiter_spaces_calls_across_threads():
         t.join()
     stamps.sort()
     assert stamps[-1] - stamps[0] >= 19 * 0.02 - 0.01
+
+
+def test_a_body_cut_off_mid_way_is_retried_and_a_null_body_is_an_error(server):
+    c = client(server)
+    server.fail_next("truncated")
+    assert c.rxcui("ibuprofen") == ["5640"] and c.requests_sent == 2
+    server.fail_next("null")
+    with pytest.raises(RxNavError, match="not a JSON object"):
+        c.rxcui("aspirin")
+
+
+def test_one_cache_file_keeps_servers_apart(server, tmp_path):
+    """Switching base_url (NLM vs a local RxNav-in-a-Box) must not replay the other server's answers."""
+    first = client(server, tmp_path)
+    assert first.rxcui("ibuprofen") == ["5640"]
+    first.close()
+    with FakeRxNav() as other:
+        again = client(other, tmp_path)
+        assert again.rxcui("ibuprofen") == ["5640"] and again.requests_sent == 1
+        again.close()
