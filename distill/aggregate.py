@@ -339,6 +339,8 @@ def aggregate(
         raise AggregationError(f"no document has the layer(s) {absent}; layers present: {sorted(present)}")
     if method == "weighted" and weights is None:
         raise AggregationError("method 'weighted' needs weights: estimate them on a gold dev set (--dev)")
+    if not 0.0 <= threshold < 1.0:  # below 0 every word would get a label, at 1 none could
+        raise AggregationError(f"threshold must be in [0, 1) (the vote share a label needs), got {threshold}")
     labels = list(labels)
     if weights is not None:
         missing = [n for n in layers if n not in weights]
@@ -352,7 +354,9 @@ def aggregate(
             w = weights[name][lab] if weights is not None else LabelWeight()
             if lab in covers[name]:
                 yes_w[t, k], no_w[t, k] = w.precision, w.recall
-    vote_w = (yes_w, no_w) if method == "weighted" else ((yes_w > 0).astype(float), (no_w > 0).astype(float))
+    # majority: one vote per teacher that can emit the label, whatever the weights (they only shape the soft targets)
+    can_emit = np.array([[float(lab in covers[name]) for lab in labels] for name in layers]).reshape(len(layers), len(labels))
+    vote_w = (yes_w, no_w) if method == "weighted" else (can_emit, can_emit)
 
     rep = AggregationLog(documents=len(docs))
     soft = SoftTargets(bio_tags(labels))

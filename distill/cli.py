@@ -676,7 +676,12 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)])
     for pkg in ("distill", "teachers", "students", "ontologies"):
         logging.getLogger(pkg).setLevel(logging.INFO)
-    app()
+    try:
+        app()
+    except (IsADirectoryError, NotADirectoryError, FileExistsError, PermissionError) as e:
+        # an output path that is a folder, under a file, or not writable: a user error, not a bug
+        console.print(f"[bold red]error:[/] cannot use {e.filename2 or e.filename!s}: {e.strerror}")
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

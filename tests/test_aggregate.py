@@ -170,3 +170,19 @@ def test_weights_need_a_gold_layer_on_the_dev_documents():
     dev = [Document("d", "fever", {}, {"a": [Span(0, 5, "SYMPTOM", "fever", "a")]})]
     with pytest.raises(agg.AggregationError, match="none of the 1 dev documents has a gold layer 'gold'"):
         agg.estimate_weights(dev, ["a"])
+
+
+def test_majority_ignores_weights_and_threshold_must_be_a_share():
+    """Weights shape only the soft targets: a teacher with recall 0 on dev still votes 'no' under
+    majority (a 1-1 tie stays O). A threshold outside [0, 1) is an error, not all-or-nothing tags."""
+    text = "Patient has fever and cough."
+    doc = Document("d", text, {}, {"A": [Span(22, 27, "DISEASE", "cough", "A")],
+                                    "B": [Span(12, 17, "DISEASE", "fever", "B")]})
+    weights = {"A": {lab: agg.LabelWeight(0.5, 0.0) for lab in agg.DEFAULT_LABELS},
+               "B": {lab: agg.LabelWeight(1.0, 1.0) for lab in agg.DEFAULT_LABELS}}
+    plain = agg.aggregate([doc], ["A", "B"], "majority")
+    weighted = agg.aggregate([doc], ["A", "B"], "majority", weights=weights)
+    assert plain.docs[0].spans("silver") == weighted.docs[0].spans("silver") == []
+    for bad in (-0.1, 1.0, 1.5):
+        with pytest.raises(agg.AggregationError, match="threshold must be in"):
+            agg.aggregate([doc], ["A", "B"], "majority", threshold=bad)

@@ -45,3 +45,18 @@ def test_unknown_corpus_is_a_clear_error(tmp_path):
     p.write_text("")
     res = runner.invoke(app, ["evaluate", "--gold", "nosuchcorpus", "--pred", str(p)])
     assert res.exit_code == 2 and "neither a registered corpus" in res.output
+
+
+def test_an_output_path_that_is_a_folder_is_a_one_line_error(tmp_path):
+    """Through the real entry point (typer would print a traceback for an uncaught OSError)."""
+    import subprocess
+    import sys
+
+    notes = tmp_path / "a.jsonl"
+    notes.write_text('{"id": "a", "text": "fever"}\n', encoding="utf-8")
+    (tmp_path / "folder").mkdir()
+    res = subprocess.run([sys.executable, "-m", "distill.cli", "convert", str(notes), str(tmp_path / "folder")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"cannot use {tmp_path / 'folder'}: Is a directory" in res.stderr.replace("\n", "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "folder"]  # no temp file left

@@ -148,11 +148,15 @@ def write_jsonl(
     tmp = path.with_name(path.name + ".tmp")
     n = 0
     layer_list = list(layers) if layers is not None else None
-    with _open(tmp, "w", gz=path.name.endswith(".gz")) as fh:
-        for doc in docs:
-            fh.write(json.dumps(doc_to_record(doc, layer_list, flat), ensure_ascii=False) + "\n")
-            n += 1
-    os.replace(tmp, path)
+    try:
+        with _open(tmp, "w", gz=path.name.endswith(".gz")) as fh:
+            for doc in docs:
+                fh.write(json.dumps(doc_to_record(doc, layer_list, flat), ensure_ascii=False) + "\n")
+                n += 1
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no half-written temp file left beside the output
+        raise
     return n
 
 
