@@ -390,7 +390,7 @@ def aggregate(
         rep.silver_spans += len(silver)
         out_docs.append(doc.with_layers(**{out_layer: silver}))
     for line in rep.lines():
-        log.info("aggregate: %s", line)
+        log.debug("aggregate: %s", line)  # the CLI and the runner print these lines themselves
     return AggregateResult(out_docs, soft, rep)
 
 

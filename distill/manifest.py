@@ -86,7 +86,7 @@ def stale_reason(folder: Path, config: str, inputs: Iterable[Path]) -> str | Non
     """Why a step must run (None when its manifest still matches)."""
     m = Manifest.read(folder)
     if m is None:
-        return "not run yet, or interrupted"
+        return "no finished run on record"
     if m.config != config:
         return "its settings changed"
     inputs = list(inputs)
