@@ -185,20 +185,23 @@ class Run:
         summary: dict[str, Any] = {"notes": len(notes)}
         gold_sets = {"dev": r.data.dev, "human_train": r.data.human_train}
         gold_sets.update({k: s for k, s in zip(self.test_keys, r.data.test)})
-        ids: dict[str, set[str]] = {"data.notes": set(notes)}
+        test_ids: set[str] = set()
+        used: dict[str, set[str]] = {"data.notes": set(notes)}  # what a student trains or is selected on
         for key, src in gold_sets.items():
             if src is None:
                 continue
             docs = self._load(src)
-            ids[key] = {d.id for d in docs}
+            ids = {d.id for d in docs}
+            if key.startswith("test"):
+                test_ids |= ids
+            else:
+                used[f"data.{key}"] = ids
             write_jsonl(docs, self.gold_path(key), layers=[GOLD])
             outputs.append(self.gold_path(key))
             summary[key] = len(docs)
-        test_ids = set().union(*(v for k, v in ids.items() if k.startswith("test")))
-        for key, seen in ids.items():  # what a student trains or is selected on must not be scored
-            leaked = test_ids & seen if not key.startswith("test") else set()
+        for where, ids in used.items():
+            leaked = test_ids & ids
             if leaked:
-                where = key if key == "data.notes" else f"data.{key}"
                 raise ValueError(f"{len(leaked)} test documents are also in {where} (e.g. {sorted(leaked)[:3]}): "
                                  "the benchmark would score the student on documents it trained or was selected on")
         return outputs, summary

@@ -55,8 +55,6 @@ class TorchPredictor(tagging.WindowPredictor):
         from transformers import AutoModelForTokenClassification
 
         model_dir = Path(model_dir)
-        if batch_size < 1:
-            raise tagging.TaggingError(f"batch_size must be at least 1, got {batch_size}")
         meta = tagging.read_labels_json(model_dir)
         tok = tagging.load_tokenizer(model_dir)
         tagging.check_against_config(model_dir, meta, tok)
