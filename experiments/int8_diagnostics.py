@@ -130,35 +130,6 @@ def build_variants(onnx_dir: Path, work: Path) -> dict[str, Path]:
     return out
 
 
-def variants(args: argparse.Namespace) -> None:
-    onnx_dir = Path(args.onnx)
-    int8, fp32 = onnx_dir / "model.int8.onnx", onnx_dir / "model.onnx"
-    plain, split = note_batches(onnx_dir, args.data_dir), note_batches(onnx_dir, args.data_dir, split_partial=True)
-    # name -> (session, batches, workers)
-    systems = {"shipped int8 (2 threads)": (session(int8), plain, 1), "fp32 (2 threads)": (session(fp32), plain, 1),
-               "int8, denormals as zero": (session(int8, **{"session.set_denormal_as_zero": "1"}), plain, 1),
-               "int8, 2 notes at once x 1 thread": (session(int8, threads=1), plain, 2),
-               "int8, partial windows batched apart": (session(int8), split, 1)}
-    if not args.skip_build:
-        for name, path in build_variants(onnx_dir, Path(args.work)).items():
-            systems[name] = (session(path), plain, 1)
-    times: dict[str, list[float]] = {k: [] for k in systems}
-    for sess, batches, workers in systems.values():
-        run_all(sess, batches[:3], workers)  # warm-up
-    for r in range(args.rounds):
-        order = list(systems) if r % 2 == 0 else list(reversed(systems))
-        for name in order:
-            sess, batches, workers = systems[name]
-            t0 = time.perf_counter()
-            run_all(sess, batches, workers)
-            times[name].append(time.perf_counter() - t0)
-    m = machine_info()
-    print(f"{m['cpu']}, {m['logical_cores']} cores, load average {m['load_average']}; 30 MACCROBAT dev notes, "
-          f"median of {args.rounds} interleaved rounds")
-    for name, ts in times.items():
-        print(f"  {name:40s} {statistics.median(ts):6.2f} s  {[round(t, 2) for t in ts]}")
-
-
 def _timed(systems: dict, rounds: int) -> dict[str, list[float]]:
     """Seconds per round for each ``name -> (setup, run)``, interleaved, order reversed every other
     round; ``setup`` runs untimed before each run (e.g. torch's global thread count)."""
@@ -179,6 +150,25 @@ def _print_times(times: dict[str, list[float]], rounds: int, extra: dict[str, st
           f"median of {rounds} interleaved rounds")
     for name, ts in times.items():
         print(f"  {name:44s} {statistics.median(ts):6.2f} s  {[round(t, 2) for t in ts]}  {(extra or {}).get(name, '')}")
+
+
+def variants(args: argparse.Namespace) -> None:
+    onnx_dir = Path(args.onnx)
+    int8, fp32 = onnx_dir / "model.int8.onnx", onnx_dir / "model.onnx"
+    plain, split = note_batches(onnx_dir, args.data_dir), note_batches(onnx_dir, args.data_dir, split_partial=True)
+    # name -> (session, batches, workers)
+    systems = {"shipped int8 (2 threads)": (session(int8), plain, 1), "fp32 (2 threads)": (session(fp32), plain, 1),
+               "int8, denormals as zero": (session(int8, **{"session.set_denormal_as_zero": "1"}), plain, 1),
+               "int8, 2 notes at once x 1 thread": (session(int8, threads=1), plain, 2),
+               "int8, partial windows batched apart": (session(int8), split, 1)}
+    if not args.skip_build:
+        for name, path in build_variants(onnx_dir, Path(args.work)).items():
+            systems[name] = (session(path), plain, 1)
+    for sess, batches, workers in systems.values():
+        run_all(sess, batches[:3], workers)  # warm-up
+    runs = {name: (lambda: None, lambda s=sess, b=batches, w=workers: run_all(s, b, w))
+            for name, (sess, batches, workers) in systems.items()}
+    _print_times(_timed(runs, args.rounds), args.rounds)
 
 
 def static(args: argparse.Namespace) -> None:
