@@ -11,6 +11,14 @@ Methods (the hard ``silver`` layer):
   (``estimate_weights``). A teacher that never emits ``l`` casts no vote on ``l``, so a drug
   dictionary's silence does not argue against a disease.
 
+- ``label_model``: a Dawid–Skene label model (as in Snorkel's LabelModel or skweak's generative
+  step, here word-level naive Bayes fitted by EM): each teacher gets a learned confusion matrix
+  P(says o | true class c) over {O, labels}, with no gold. A teacher's silence is then worth exactly
+  what its fitted matrix says: a drug list that never emits DISEASE says O as often on diseases as
+  on other words, so its O carries no evidence against a disease (no dilution), while a precise
+  teacher's "yes" outweighs a noisy one's. The silver layer and the soft targets come from the
+  posterior. It needs at least two teacher layers with spans.
+
 Soft targets (all methods): for each word, ``p_l = yes_l / (yes_l + no_l)`` from the weighted
 votes (unit weights when no dev set is given), ``P(O) = prod(1 - p_l)``, the remaining mass shared
 between labels in proportion to ``p_l`` and split into ``B-``/``I-`` by how the voters tagged
@@ -40,7 +48,7 @@ from distill.documents import DEFAULT_LABELS, GOLD, SILVER, Document, Span
 
 log = logging.getLogger(__name__)
 
-METHODS = ("union", "priority", "majority", "weighted")
+METHODS = ("union", "priority", "majority", "weighted", "label_model")
 OUTSIDE = "O"
 WORD_RE = re.compile(r"\w+|[^\w\s]")
 SOFT_SUFFIX = ".soft.npz"
@@ -73,6 +81,7 @@ class AggregationLog:
     unknown_labels: Counter = field(default_factory=Counter)  # "teacher:label" -> count
     widened: int = 0  # word-level methods: teacher spans not on word edges
     missing_layers: Counter = field(default_factory=Counter)  # per teacher: docs without the layer
+    label_model: list[str] = field(default_factory=list)  # the fitted label model's per-teacher accuracies
 
     def lines(self) -> list[str]:
         out = [f"documents: {self.documents}", f"silver spans: {self.silver_spans}"]
@@ -80,14 +89,14 @@ class AggregationLog:
             out.append(f"teacher {name}: {n} spans in")
         for title, counter in (("overlapping spans resolved inside a layer (longest kept)", self.overlaps_resolved),
                                ("unknown labels dropped", self.unknown_labels),
-                               ("documents without the layer (treated as empty)", self.missing_layers)):
+                               ("documents without the layer (that teacher casts no vote there)", self.missing_layers)):
             for k, v in counter.items():
                 out.append(f"{title}: {k}: {v}")
         if self.cross_teacher_conflicts:
             out.append(f"spans dropped for overlapping another teacher's span: {self.cross_teacher_conflicts}")
         if self.widened:
             out.append(f"teacher spans widened to word boundaries: {self.widened}")
-        return out
+        return out + self.label_model
 
 
 def bio_tags(labels: Sequence[str]) -> list[str]:
@@ -219,6 +228,28 @@ def word_distribution(tag_matrix: np.ndarray, yes_w: np.ndarray, no_w: np.ndarra
     return p, dist
 
 
+def b_fraction(tag_matrix: np.ndarray, n_labels: int) -> np.ndarray:
+    """Per word and label: the share of the teachers saying the label there who tag it B (1 where none do)."""
+    lab = np.where(tag_matrix > 0, (tag_matrix - 1) // 2, -1)
+    is_b = (tag_matrix > 0) & ((tag_matrix - 1) % 2 == 0)
+    out = np.ones((tag_matrix.shape[1], n_labels))
+    for k in range(n_labels):
+        says = (lab == k).sum(0)
+        out[:, k] = np.divide(((lab == k) & is_b).sum(0), says, out=np.ones(len(says)), where=says > 0)
+    return out
+
+
+def posterior_distribution(q: np.ndarray, tag_matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Label-model posterior ``(n_words, 1 + n_labels)`` -> (p_l per word, BIO distribution per word)."""
+    n_labels = q.shape[1] - 1
+    bf = b_fraction(tag_matrix, n_labels)
+    dist = np.zeros((q.shape[0], 1 + 2 * n_labels))
+    dist[:, 0] = q[:, 0]
+    dist[:, 1::2] = q[:, 1:] * bf
+    dist[:, 2::2] = q[:, 1:] * (1 - bf)
+    return q[:, 1:], dist
+
+
 def _decode_votes(doc: Document, offsets: np.ndarray, p: np.ndarray, dist: np.ndarray, labels: Sequence[str],
                   source: str, threshold: float = 0.5) -> list[Span]:
     """Word decision: the label with the highest p_l if above ``threshold``; B/I from the votes."""
@@ -249,6 +280,96 @@ def _decode_votes(doc: Document, offsets: np.ndarray, p: np.ndarray, dist: np.nd
     if cur:
         close()
     return spans
+
+
+# --- label model -------------------------------------------------------------------------------
+
+
+@dataclass
+class LabelModel:
+    """Word-level Dawid–Skene: class prior ``prior[c]`` and per-teacher confusion
+    ``confusion[t, c, o]`` = P(teacher t says o | true class c), classes and observations
+    ``0 = O, 1 + k = labels[k]``. Fitted by EM from the teachers' votes alone."""
+
+    layers: list[str]
+    labels: list[str]
+    prior: np.ndarray
+    confusion: np.ndarray
+    iterations: int = 0
+
+    def posterior(self, obs: np.ndarray, present: np.ndarray) -> np.ndarray:
+        """``obs`` (n_teachers, n_words) class codes, ``present`` (n_teachers,) bool: teachers
+        whose layer the document lacks are left out of the product, not counted as O votes."""
+        logq = np.broadcast_to(np.log(self.prior), (obs.shape[1], len(self.prior))).copy()
+        logc = np.log(self.confusion)
+        for t in np.nonzero(present)[0]:
+            logq += logc[t][:, obs[t]].T  # (n_words, n_classes)
+        logq -= logq.max(1, keepdims=True)
+        q = np.exp(logq)
+        return q / q.sum(1, keepdims=True)
+
+    def summary(self) -> list[str]:
+        """Per teacher and label: the fitted precision-like P(class l | says l) and recall P(says l | l)."""
+        out = []
+        for t, name in enumerate(self.layers):
+            for k, lab in enumerate(self.labels, start=1):
+                joint = self.prior[:, None] * self.confusion[t]  # (c, o)
+                says = joint[:, k].sum()
+                prec = joint[k, k] / says if says > 0 else 0.0
+                out.append(f"label model: {name} {lab}: P(true | says) {prec:.2f}, P(says | true) {self.confusion[t, k, k]:.2f}")
+        return out
+
+
+def _class_codes(tag_matrix: np.ndarray) -> np.ndarray:
+    """BIO tag codes -> class codes (0 = O, 1 + k = label k)."""
+    return np.where(tag_matrix > 0, (tag_matrix - 1) // 2 + 1, 0)
+
+
+def fit_label_model(obs: Sequence[np.ndarray], present: Sequence[np.ndarray], layers: Sequence[str],
+                    labels: Sequence[str], iterations: int = 100, smoothing: float = 1.0, tol: float = 1e-4) -> LabelModel:
+    """EM over all words of all documents. Initialised from a majority-style posterior (each
+    teacher's yes counts, O from silence), so class indices keep their meaning (no label switching).
+
+    Raises ``AggregationError`` for fewer than two teachers, or a teacher layer with no span at all
+    (its accuracy cannot be estimated: the fit would be an arbitrary matrix, not NaNs in silence)."""
+    n_t, n_c = len(layers), len(labels) + 1
+    if n_t < 2:
+        raise AggregationError(f"the label model learns how far to trust each teacher from their (dis)agreement, "
+                               f"so it needs at least two teacher layers; got {list(layers)} (use 'majority' for one teacher)")
+    said = np.zeros(n_t, np.int64)
+    for o, pr in zip(obs, present):
+        said += ((o > 0) & pr[:, None]).sum(1)
+    empty = [layers[t] for t in range(n_t) if said[t] == 0]
+    if empty:
+        raise AggregationError(f"teacher layer(s) {empty} have no spans in any document: the label model cannot "
+                               "estimate their accuracy (drop them from the layers)")
+    if not sum(o.shape[1] for o in obs):
+        raise AggregationError("the documents have no words to fit the label model on")
+    # initial posterior: a label's share of the present teachers' votes, O from the rest
+    qs = []
+    for o, pr in zip(obs, present):
+        counts = np.zeros((o.shape[1], n_c))
+        for t in np.nonzero(pr)[0]:
+            counts[np.arange(o.shape[1]), o[t]] += 1.0
+        counts[:, 0] *= 0.5  # silence is weaker evidence than a yes
+        qs.append(counts / np.maximum(counts.sum(1, keepdims=True), 1e-9))
+    model = LabelModel(list(layers), list(labels), np.full(n_c, 1.0 / n_c), np.full((n_t, n_c, n_c), 1.0 / n_c))
+    for it in range(1, iterations + 1):
+        old = model.confusion
+        prior = np.full(n_c, smoothing)
+        conf = np.full((n_t, n_c, n_c), smoothing)
+        for q, o, pr in zip(qs, obs, present):
+            prior += q.sum(0)
+            for t in np.nonzero(pr)[0]:
+                for c_obs in range(n_c):
+                    conf[t, :, c_obs] += q[o[t] == c_obs].sum(0)
+        model.prior = prior / prior.sum()
+        model.confusion = conf / conf.sum(2, keepdims=True)
+        qs = [model.posterior(o, pr) for o, pr in zip(obs, present)]
+        model.iterations = it
+        if np.abs(model.confusion - old).max() < tol:
+            break
+    return model
 
 
 # --- main entry --------------------------------------------------------------------------------
@@ -360,7 +481,7 @@ def aggregate(
 
     rep = AggregationLog(documents=len(docs))
     soft = SoftTargets(bio_tags(labels))
-    out_docs = []
+    prepared = []  # per document: teacher spans, word offsets, tag matrix, which layers it has
     for doc in docs:
         per_teacher = [_layer_spans(doc, n, labels, on_unknown, rep) for n in layers]
         offsets = word_offsets(doc.text)
@@ -368,10 +489,23 @@ def aggregate(
         for spans in per_teacher:
             tags, widened = _word_tags(offsets, spans, labels)
             tag_rows.append(tags)
-            if method in ("majority", "weighted"):
+            if method in ("majority", "weighted", "label_model"):
                 rep.widened += widened
         tag_matrix = np.stack(tag_rows) if tag_rows else np.zeros((0, len(offsets)), np.int64)
-        _, dist = word_distribution(tag_matrix, yes_w, no_w, len(labels))
+        present = np.array([n in doc.layers for n in layers], bool)
+        prepared.append((per_teacher, offsets, tag_matrix, present))
+    model = None
+    if method == "label_model":
+        model = fit_label_model([_class_codes(m) for _, _, m, _ in prepared], [pr for *_, pr in prepared], layers, labels)
+        rep.label_model = model.summary()
+    out_docs = []
+    for doc, (per_teacher, offsets, tag_matrix, present) in zip(docs, prepared):
+        # a teacher that did not label this document (no layer) casts no vote here, not an O vote
+        mask = present[:, None].astype(float)
+        if model is not None:
+            p, dist = posterior_distribution(model.posterior(_class_codes(tag_matrix), present), tag_matrix)
+        else:
+            _, dist = word_distribution(tag_matrix, yes_w * mask, no_w * mask, len(labels))
         soft.docs[doc.id] = (offsets, dist.astype(np.float32))
         if method == "union":
             silver, dropped = longest_first(s.with_source(out_layer) for spans in per_teacher for s in spans)
@@ -384,8 +518,10 @@ def aggregate(
                         rep.cross_teacher_conflicts += 1
                     else:
                         silver.append(s.with_source(out_layer))
+        elif model is not None:
+            silver = _decode_votes(doc, offsets, p, dist, labels, out_layer, threshold)
         else:
-            p, hard_dist = word_distribution(tag_matrix, *vote_w, len(labels))
+            p, hard_dist = word_distribution(tag_matrix, vote_w[0] * mask, vote_w[1] * mask, len(labels))
             silver = _decode_votes(doc, offsets, p, hard_dist, labels, out_layer, threshold)
         rep.silver_spans += len(silver)
         out_docs.append(doc.with_layers(**{out_layer: silver}))

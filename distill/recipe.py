@@ -62,7 +62,7 @@ class TeacherConfig(Strict):
 
 
 class AggregateConfig(Strict):
-    method: Literal["union", "priority", "majority", "weighted"] = "weighted"
+    method: Literal["union", "priority", "majority", "weighted", "label_model"] = "weighted"
     layers: list[str] = Field(default_factory=list, description="Teacher layers to combine (default: all).")
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -72,6 +72,18 @@ class StudentConfig(Strict):
     targets: Literal["hard", "soft"] = "soft"
     human_baseline: bool = True
     options: dict[str, Any] = Field(default_factory=dict, description="Training hyper-parameters passed to students.train.")
+
+
+class SelfTrainingConfig(Strict):
+    rounds: int = Field(0, ge=0, le=5, description="Rounds of: train a student, add its confident spans to the silver layer.")
+    threshold: Optional[float] = Field(None, ge=0.0, le=1.0, description="Span confidence a student span needs "
+                                       "(default: picked on the gold dev set each round).")
+
+
+class CompressConfig(Strict):
+    layers: int = Field(0, ge=0, description="Train a student with this many layers from the distilled one's soft "
+                        "logits and its own layers (0: no compressed student).")
+    options: dict[str, Any] = Field(default_factory=dict, description="Training hyper-parameters for the compressed student.")
 
 
 class ExportConfig(Strict):
@@ -105,6 +117,8 @@ class Recipe(Strict):
     teachers: list[TeacherConfig] = Field(min_length=1)
     aggregate: AggregateConfig = AggregateConfig()
     student: StudentConfig = StudentConfig()
+    self_training: SelfTrainingConfig = SelfTrainingConfig()
+    compress: CompressConfig = CompressConfig()
     export: ExportConfig = ExportConfig()
     bench: BenchConfig = BenchConfig()
     report: ReportConfig = ReportConfig()
@@ -127,6 +141,12 @@ class Recipe(Strict):
         unknown = set(self.aggregate.layers) - set(specs)
         if unknown:
             raise ValueError(f"aggregate.layers names teachers that are not in the recipe: {sorted(unknown)}")
+        if self.self_training.rounds and self.student.targets == "soft":
+            raise ValueError("self_training adds hard student spans to the silver layer, which has no soft targets "
+                             "for them: set student.targets = 'hard'")
+        if self.self_training.rounds and self.self_training.threshold is None and not self.data.dev:
+            raise ValueError("self_training without a threshold picks one on the gold dev set: set data.dev or "
+                             "self_training.threshold")
         return self
 
     def path(self, value: str | None) -> Path | None:
@@ -263,8 +283,9 @@ def check_options(recipe: Recipe, source: str) -> None:
         "student.options": {f.name for f in dataclasses.fields(TrainConfig)},
         "bench.options": {f.name for f in dataclasses.fields(BenchSettings)},
     }
+    accepted["compress.options"] = accepted["student.options"] - {"layers", "loss", "max_length", "stride"}
     given = {"aggregate.options": recipe.aggregate.options, "student.options": recipe.student.options,
-             "bench.options": recipe.bench.options}
+             "bench.options": recipe.bench.options, "compress.options": recipe.compress.options}
     for key, opts in given.items():
         allowed = accepted[key] - set_by_recipe
         bad = sorted(set(opts) - allowed)

@@ -22,7 +22,7 @@ from distill.io.jsonl import read_jsonl, write_jsonl
 from distill.manifest import MANIFEST, finish, stale_reason
 from distill.recipe import DataSource, Recipe
 
-STEPS = ("notes", "label", "aggregate", "train", "train_human", "export", "bench", "report")
+STEPS = ("notes", "label", "aggregate", "self_train", "train", "train_human", "compress", "export", "bench", "report")
 console = Console(stderr=True, soft_wrap=True)
 
 
@@ -38,6 +38,11 @@ class StepOutcome:
     reason: str
     seconds: float
     summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _text_only(docs: list[Document]) -> list[Document]:
+    """What a student may see when it re-labels notes: text and meta, never a layer."""
+    return [Document(d.id, d.text, d.meta) for d in docs]
 
 
 class StepFailed(RuntimeError):
@@ -76,12 +81,25 @@ class Run:
         return self.dir("aggregate") / "silver.jsonl"
 
     @property
+    def train_silver_path(self) -> Path:
+        """What the final student trains on: the self-trained silver layer when there are rounds."""
+        return self.dir("self_train") / "silver.jsonl" if self.recipe.self_training.rounds else self.silver_path
+
+    @property
     def student_dir(self) -> Path:
-        return self.dir("train") / "model"
+        """The final distilled student: a model directory (``distill predict --model``)."""
+        return self.dir("train")
 
     @property
     def human_dir(self) -> Path:
-        return self.dir("train_human") / "model"
+        return self.dir("train_human")
+
+    @property
+    def compress_dir(self) -> Path:
+        return self.dir("compress")
+
+    def export_dir(self, model: Path) -> Path:
+        return self.dir("export") / model.name
 
     @property
     def test_keys(self) -> list[str]:
@@ -116,10 +134,16 @@ class Run:
         teacher_files = [self.teacher_out(t.spec, part) for t in r.teachers for part, _ in parts]
         self.step("aggregate", r.section_hash("aggregate", "labels"), teacher_files, self.step_aggregate)
         dev = [self.gold_path("dev")] if r.data.dev else []
-        self.step("train", r.section_hash("student", "labels", "seed"), [self.silver_path, *dev], self.step_train)
+        if r.self_training.rounds:
+            self.step("self_train", r.section_hash("self_training", "student", "labels", "seed"), [self.silver_path, *dev],
+                      self.step_self_train)
+        self.step("train", r.section_hash("student", "labels", "seed"), [self.train_silver_path, *dev], self.step_train)
         if r.student.human_baseline and r.data.human_train:
             self.step("train_human", r.section_hash("student", "labels", "seed"),
                       [self.gold_path("human_train"), *dev], self.step_train_human)
+        if r.compress.layers:
+            self.step("compress", r.section_hash("compress", "student", "labels", "seed"),
+                      [self.student_dir, self.train_silver_path, *dev], self.step_compress)
         if r.export.enabled:
             self.step("export", r.section_hash("export"), self._model_dirs(), self.step_export)
         if r.bench.enabled and r.data.test:
@@ -143,10 +167,12 @@ class Run:
         dirs = [self.student_dir]
         if self.recipe.student.human_baseline and self.recipe.data.human_train:
             dirs.append(self.human_dir)
+        if self.recipe.compress.layers:
+            dirs.append(self.compress_dir)
         return dirs
 
     def _export_dirs(self) -> list[Path]:
-        return [d.parent / "onnx" for d in self._model_dirs()] if self.recipe.export.enabled else []
+        return [self.export_dir(d) for d in self._model_dirs()] if self.recipe.export.enabled else []
 
     # -- steps -------------------------------------------------------------------------------
     def _source_files(self) -> list[Path]:
@@ -248,24 +274,72 @@ class Run:
             console.print(f"  {line}")
         return [self.silver_path, soft], {"documents": len(res.docs), "log": res.log.lines()}
 
-    def _train(self, train_path: Path, layer: str, out: Path, soft: bool) -> tuple[list[Path], dict[str, Any]]:
-        from distill.aggregate import SoftTargets, soft_targets_path
-        from students.train import TrainConfig, train_student
+    def _config(self, soft: bool, **extra: Any) -> Any:
+        from students.train import TrainConfig
 
         r = self.recipe
-        opts = dict(r.student.options)
+        opts = {**r.student.options, **extra}
         if soft:
             opts.setdefault("loss", "kd")
-        cfg = TrainConfig(base_model=r.student.base_model, labels=tuple(r.labels), seed=r.seed, **opts)
+        return TrainConfig(base_model=r.student.base_model, labels=tuple(r.labels), seed=r.seed, **opts)
+
+    def _dev(self) -> list[Document] | None:
+        return list(read_jsonl(self.gold_path("dev"))) if self.recipe.data.dev else None
+
+    def _train(self, train_path: Path, layer: str, out: Path, soft: bool) -> tuple[list[Path], dict[str, Any]]:
+        from distill.aggregate import SoftTargets, soft_targets_path
+        from students.train import train_student
+
+        r = self.recipe
         docs = list(read_jsonl(train_path))
-        dev = list(read_jsonl(self.gold_path("dev"))) if r.data.dev else None
         targets = SoftTargets.load(soft_targets_path(train_path)) if soft else None
-        res = train_student(docs, out, cfg, dev_docs=dev, layer=layer, soft=targets, progress=self.progress,
-                            data={"train": str(train_path), "layer": layer, "recipe": r.name})
+        res = train_student(docs, out, self._config(soft), dev_docs=self._dev(), layer=layer, soft=targets,
+                            progress=self.progress, data={"train": str(train_path), "layer": layer, "recipe": r.name})
         return [out], {k: res.card[k] for k in ("scores", "wall_seconds") if k in res.card}
 
+    def step_self_train(self) -> tuple[list[Path], dict[str, Any]]:
+        """Rounds of: train a student on the silver layer, let it re-label the notes, add its
+        confident spans where the silver layer is silent (``students.self_train``). Each round's
+        model and silver file stay in the step folder, and a killed run resumes the round's training."""
+        from students.predict import TorchPredictor
+        from students.self_train import add_confident_spans, pick_threshold
+        from students.train import train_student
+
+        r = self.recipe
+        folder = self.dir("self_train")
+        silver = list(read_jsonl(self.silver_path))
+        dev = self._dev()
+        rounds = []
+        for k in range(1, r.self_training.rounds + 1):
+            model_dir = folder / f"round{k}"
+            console.print(f"  self-training round {k}/{r.self_training.rounds}: training on {len(silver)} notes")
+            res = train_student(silver, model_dir, self._config(False), dev_docs=dev, layer=SILVER, progress=self.progress,
+                                data={"train": f"self-training round {k}", "layer": SILVER, "recipe": r.name})
+            pred = TorchPredictor.from_dir(model_dir)
+            threshold, by_t = r.self_training.threshold, {}
+            if threshold is None:
+                threshold, by_t = pick_threshold(dev or [], pred.predict(_text_only(dev or [])), r.labels)
+            silver, merge = add_confident_spans(silver, pred.predict(_text_only(silver)), threshold)
+            path = folder / f"silver_round{k}.jsonl"
+            write_jsonl(silver, path)
+            rounds.append({"round": k, "dev_relaxed_f1": res.card["scores"].get("dev", {}).get("relaxed_f1"),
+                           "dev_f05_by_threshold": by_t, **merge.to_dict()})
+            console.print(f"  round {k}: threshold {threshold}, added {merge.to_dict()['added_total']} student spans")
+        write_jsonl(silver, self.train_silver_path)
+        return [self.train_silver_path], {"rounds": rounds}
+
     def step_train(self) -> tuple[list[Path], dict[str, Any]]:
-        return self._train(self.silver_path, SILVER, self.student_dir, self.recipe.student.targets == "soft")
+        return self._train(self.train_silver_path, SILVER, self.student_dir, self.recipe.student.targets == "soft")
+
+    def step_compress(self) -> tuple[list[Path], dict[str, Any]]:
+        """A shallower student from the distilled one's soft logits on the same notes (``students.compress``)."""
+        from students.compress import compress_student
+
+        r = self.recipe
+        cfg = self._config(False, **r.compress.options)
+        res = compress_student(self.student_dir, list(read_jsonl(self.train_silver_path)), self.compress_dir,
+                               r.compress.layers, cfg, dev_docs=self._dev(), layer=SILVER, progress=self.progress)
+        return [self.compress_dir], {k: res.card[k] for k in ("scores", "wall_seconds") if k in res.card}
 
     def step_train_human(self) -> tuple[list[Path], dict[str, Any]]:
         return self._train(self.gold_path("human_train"), GOLD, self.human_dir, False)
@@ -275,10 +349,10 @@ class Run:
 
         outputs, summary = [], {}
         for model in self._model_dirs():
-            target = model.parent / "onnx"
+            target = self.export_dir(model)
             rep = export_student(model, target, int8=self.recipe.export.int8)
             outputs.append(target)
-            summary[model.parent.name] = rep.to_dict()
+            summary[model.name] = rep.to_dict()
         return outputs, summary
 
     def step_bench(self) -> tuple[list[Path], dict[str, Any]]:
@@ -288,9 +362,10 @@ class Run:
         r = self.recipe
         systems = [teacher_system(t.spec, allow_external=r.allow_external_api, **r.teacher_options(t)) for t in r.teachers]
         variants = ("torch", "onnx-fp32", "onnx-int8") if r.bench.torch else ("onnx-fp32", "onnx-int8")
-        names = {self.student_dir: "student (distilled)", self.human_dir: "student (human labels)"}
+        names = {self.student_dir: "student (distilled)", self.human_dir: "student (human labels)",
+                 self.compress_dir: f"student (distilled, {r.compress.layers} layers)"}
         for model in self._model_dirs():
-            systems += student_systems(model, model.parent / "onnx", name=names[model], variants=variants)
+            systems += student_systems(model, self.export_dir(model), name=names[model], variants=variants)
         gold_sets = {}
         for key, src in zip(self.test_keys, r.data.test):
             name = f"{src.corpus}:{src.split or 'all'}"

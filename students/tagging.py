@@ -38,7 +38,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -543,9 +543,8 @@ class WindowPredictor:
     def _logits(self, windows: Sequence[Window]) -> Sequence[np.ndarray]:
         raise NotImplementedError
 
-    def predict_texts(self, texts: Sequence[str]) -> list[list[Span]]:
-        """Spans for each text (source = the model name)."""
-        results: list[list[Span]] = []
+    def _encoded(self, texts: Sequence[str]) -> Iterator[tuple[str, EncodedText, list[np.ndarray]]]:
+        """Each text with its encoding and its windows' logits, batched ``docs_per_chunk`` notes at a time."""
         texts = list(texts)
         for c in range(0, len(texts), self.docs_per_chunk):
             chunk = texts[c : c + self.docs_per_chunk]
@@ -558,9 +557,23 @@ class WindowPredictor:
             k = 0
             for text, enc in zip(chunk, encs):
                 n = len(enc.windows)
-                results.append(decode(enc, logits[k : k + n], self.tags, text, self.source) if n else [])
+                yield text, enc, logits[k : k + n]
                 k += n
-        return results
+
+    def predict_texts(self, texts: Sequence[str]) -> list[list[Span]]:
+        """Spans for each text (source = the model name)."""
+        return [decode(enc, logits, self.tags, text, self.source) if enc.windows else []
+                for text, enc, logits in self._encoded(texts)]
+
+    def word_distributions(self, texts: Sequence[str], temperature: float = 1.0) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per text: word extents ``(n_words, 2)`` and the model's tag distribution per word
+        ``softmax(logits / temperature)`` -- the soft targets a smaller student distils from
+        (the same layout as ``distill.aggregate.SoftTargets``)."""
+        out = []
+        for _, enc, logits in self._encoded(texts):
+            scores = merge_windows(enc, logits) if enc.windows else np.zeros((0, len(self.tags)), np.float32)
+            out.append((enc.word_extents.astype(np.int32), _softmax(np.asarray(scores, np.float64) / temperature).astype(np.float32)))
+        return out
 
     def predict(self, docs: Iterable[Document], layer: str = PRED_LAYER) -> list[Document]:
         """Copies of ``docs`` with the predictions as layer ``layer``."""

@@ -70,6 +70,8 @@ class TrainConfig:
     loss: str = "ce"
     temperature: float = 1.0
     kd_alpha: float = 1.0
+    layers: int = 0  # keep this many transformer layers of the base model (0: all), spread from first to last
+    o_weight: float = 1.0  # weight of the CE on tokens the silver layer leaves O (partial-label training)
     patience: int = 3
     eval_steps: int = 0  # 0: evaluate and checkpoint once per epoch; N: every N optimizer steps
     seed: int = 42
@@ -84,17 +86,30 @@ class TrainConfig:
             raise ValueError("kd_alpha must be in [0, 1]")
         if self.temperature <= 0:
             raise ValueError("temperature must be positive")
+        if self.layers < 0:
+            raise ValueError("layers must be 0 (all) or a positive number of transformer layers to keep")
+        if not 0.0 < self.o_weight <= 1.0:
+            raise ValueError("o_weight must be in (0, 1]")
         tagging.bio_tags(self.labels)
 
 
 # --- losses ------------------------------------------------------------------------------------
 
 
-def hard_ce(logits: Any, labels: Any) -> Any:
-    """Token cross-entropy; positions labelled -100 are ignored."""
+def hard_ce(logits: Any, labels: Any, o_weight: float = 1.0) -> Any:
+    """Token cross-entropy; positions labelled -100 are ignored. ``o_weight`` < 1 down-weights
+    positions tagged O (id 0): a dictionary's silence is weak evidence that a word is no entity,
+    so the student is not pushed as hard towards the teacher's misses (a weighted mean)."""
     import torch.nn.functional as F
 
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=tagging.IGNORE_INDEX)
+    flat = labels.reshape(-1)
+    if o_weight == 1.0:
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), flat, ignore_index=tagging.IGNORE_INDEX)
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), flat, ignore_index=tagging.IGNORE_INDEX,
+                         reduction="none")
+    w = (flat != tagging.IGNORE_INDEX).float()
+    w = w * ((flat == 0).float() * (o_weight - 1.0) + 1.0)
+    return (ce * w).sum() / w.sum().clamp_min(1e-6)
 
 
 def kd_loss(logits: Any, targets: Any, temperature: float = 1.0) -> Any:
@@ -111,6 +126,25 @@ def kd_loss(logits: Any, targets: Any, temperature: float = 1.0) -> Any:
     logp = torch.log_softmax(logits[mask].float() / temperature, dim=-1)
     kl = (torch.xlogy(q, q) - q * logp).sum(-1)
     return kl.mean() * temperature**2
+
+
+def keep_layers(model: Any, n: int) -> list[int]:
+    """Cut a BERT-style encoder to ``n`` of its layers, spread evenly from the first to the last
+    (the last one feeds the head, so a fine-tuned model keeps its top), and record it in the config
+    so the saved model reloads with ``from_pretrained``. Returns the kept layer indices."""
+    import torch
+
+    encoder = getattr(getattr(model, "base_model", None), "encoder", None)
+    blocks = getattr(encoder, "layer", None)
+    if not isinstance(blocks, torch.nn.ModuleList):
+        raise TrainingDataError(f"{type(model).__name__}: cannot find encoder.layer to cut to {n} layers")
+    total = len(blocks)
+    if n > total:
+        raise TrainingDataError(f"layers={n} but the base model has only {total}")
+    keep = sorted({int(round(x)) for x in np.linspace(0, total - 1, n)})
+    encoder.layer = torch.nn.ModuleList(blocks[i] for i in keep)
+    model.config.num_hidden_layers = len(keep)
+    return keep
 
 
 # --- features ----------------------------------------------------------------------------------
@@ -255,10 +289,11 @@ def _trainer_class() -> type:
         loss_is_scaled_for_ga = False  # our loss is a per-batch mean: let Trainer divide by GA steps
 
         def __init__(self, *a: Any, loss: str = "ce", temperature: float = 1.0, kd_alpha: float = 1.0,
-                     span_eval: Any = None, head_lr_multiplier: float = 1.0, **kw: Any):
+                     span_eval: Any = None, head_lr_multiplier: float = 1.0, o_weight: float = 1.0, **kw: Any):
             super().__init__(*a, **kw)
             self.loss_kind, self.temperature, self.kd_alpha, self.span_eval = loss, temperature, kd_alpha, span_eval
             self.head_lr_multiplier = head_lr_multiplier
+            self.o_weight = o_weight
 
         def create_optimizer(self, model: Any = None) -> Any:
             """The Trainer's AdamW, with the randomly initialised head in its own group at
@@ -291,9 +326,9 @@ def _trainer_class() -> type:
                     raise TrainingDataError("loss 'kd' needs soft targets")
                 loss = kd_loss(out.logits, soft, self.temperature)
                 if self.kd_alpha < 1.0:
-                    loss = self.kd_alpha * loss + (1.0 - self.kd_alpha) * hard_ce(out.logits, labels)
+                    loss = self.kd_alpha * loss + (1.0 - self.kd_alpha) * hard_ce(out.logits, labels, self.o_weight)
             else:
-                loss = hard_ce(out.logits, labels)
+                loss = hard_ce(out.logits, labels, self.o_weight)
             return (loss, out) if return_outputs else loss
 
         def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval") -> dict[str, float]:
@@ -372,9 +407,10 @@ def _training_args(out: Path, cfg: TrainConfig, lr: float, epochs: float, has_de
 
 def _run_stage(model: Any, tokenizer: Any, feats: list[dict[str, Any]], ckpt_dir: Path, cfg: TrainConfig, lr: float,
                epochs: float, loss: str, dev_docs: Sequence[Document] | None, pad_id: int, progress: bool,
-               extra_callbacks: Sequence[Any] = (), max_steps: int | None = None) -> dict[str, Any]:
+               extra_callbacks: Sequence[Any] = (), max_steps: int | None = None, o_weight: float = 1.0) -> dict[str, Any]:
     """One Trainer run; resumes from the newest checkpoint in ``ckpt_dir`` when there is one.
-    ``max_steps`` overrides ``cfg.max_steps`` (the gold stage runs its own ``gold_epochs``)."""
+    ``max_steps`` overrides ``cfg.max_steps`` (the gold stage runs its own ``gold_epochs``);
+    ``o_weight`` is the silver stage's (gold O tags are real evidence, so the gold stage keeps 1)."""
     from transformers import EarlyStoppingCallback
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -390,7 +426,7 @@ def _run_stage(model: Any, tokenizer: Any, feats: list[dict[str, Any]], ckpt_dir
         model=model, args=args, train_dataset=feats, eval_dataset=feats[:1] if dev_docs else None,
         data_collator=Collator(pad_id), callbacks=callbacks,
         loss=loss, temperature=cfg.temperature, kd_alpha=cfg.kd_alpha, span_eval=span_eval,
-        head_lr_multiplier=cfg.head_lr_multiplier,
+        head_lr_multiplier=cfg.head_lr_multiplier, o_weight=o_weight,
     )
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
     if last:
@@ -507,6 +543,8 @@ def train_student(
         base_desc = {"name": cfg.base_model, "resolved": base}
         if base == str(minilm_dir(verify=False)):
             base_desc["sha256"] = MINILM_SHA256
+    if cfg.layers:
+        base_desc["layers_kept"] = keep_layers(model, cfg.layers)
     if not getattr(tokenizer, "is_fast", False):
         raise TrainingDataError(f"{cfg.base_model}: the student needs a fast tokenizer (tokenizer.json)")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -521,7 +559,7 @@ def train_student(
     log.info("train: %d windows (%d tokens) from %d documents", stats.windows, stats.tokens, stats.documents)
 
     stage1 = _run_stage(model, tokenizer, feats, out / CHECKPOINTS, cfg, cfg.learning_rate, cfg.epochs, cfg.loss,
-                        dev_docs, pad_id, progress, callbacks)
+                        dev_docs, pad_id, progress, callbacks, o_weight=cfg.o_weight if layer != GOLD else 1.0)
     model = stage1.pop("model")
     stages = {"silver" if layer != GOLD else "gold": stage1}
     gold_stats = None

@@ -62,8 +62,8 @@ def test_run_writes_report_then_skips_and_forces(tmp_path, tiny_base):
     recipe.write_text(RECIPE.format(out=out, data=ROOT / "experiments" / "data", base=tiny_base))
 
     run(["run", str(recipe)])
-    for f in ("report/report.md", "report/report.html", "report/results.json", "train/model/labels.json",
-              "train/onnx/model.int8.onnx", "train_human/onnx/model.onnx", "aggregate/silver.jsonl"):
+    for f in ("report/report.md", "report/report.html", "report/results.json", "train/labels.json",
+              "export/train/model.int8.onnx", "export/train_human/model.onnx", "aggregate/silver.jsonl"):
         assert (out / f).is_file(), f
     results = json.loads((out / "report" / "results.json").read_text())
     names = [s["name"] for s in results["systems"]]
@@ -87,3 +87,28 @@ def test_run_writes_report_then_skips_and_forces(tmp_path, tiny_base):
     # --from forces a step and everything after it, but not what came before
     fourth = run(["run", str(recipe), "--from", "export"])
     assert "export: running (forced" in fourth and "train: up to date" in fourth
+
+
+def test_self_training_and_compressed_student_are_recipe_steps(tmp_path, tiny_base):
+    """One self-training round (threshold picked on dev) feeds the final student at train/, and a
+    1-layer student distilled from it is exported and benched as its own row."""
+    out = tmp_path / "run"
+    recipe = tmp_path / "tiny.toml"
+    text = RECIPE.format(out=out, data=ROOT / "experiments" / "data", base=tiny_base).replace(
+        'targets = "soft"', 'targets = "hard"\nhuman_baseline = false').replace('method = "weighted"', 'method = "majority"')
+    recipe.write_text(text + "[self_training]\nrounds = 1\n[compress]\nlayers = 1\noptions = { epochs = 1 }\n")
+    output = run(["run", str(recipe)])
+    assert "self_train: running" in output and "compress: running" in output
+    manifest = json.loads((out / "self_train" / MANIFEST).read_text())
+    (rnd,) = manifest["summary"]["rounds"]
+    assert rnd["threshold"] in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95) and set(rnd["dev_f05_by_threshold"]) 
+    assert (out / "self_train" / "silver.jsonl").is_file() and (out / "train" / "labels.json").is_file()
+    card = json.loads((out / "compress" / "training_card.json").read_text())
+    assert card["base_model"]["layers_kept"] == [0] and card["loss"] == "kd"
+    assert json.loads((out / "compress" / "config.json").read_text())["num_hidden_layers"] == 1
+    names = [s["name"] for s in json.loads((out / "bench" / "results.json").read_text())["systems"]]
+    assert any("1 layers" in n for n in names)
+    # the final student is a model directory that `distill predict` loads
+    notes = out / "notes" / "notes.jsonl"
+    run(["predict", "--model", str(out / "train"), "--input", str(notes), "--output", str(tmp_path / "p.jsonl")])
+    assert (tmp_path / "p.jsonl").stat().st_size > 0
