@@ -18,6 +18,10 @@ DEFAULT_LABELS: tuple[str, ...] = (MEDICATION, DISEASE, SYMPTOM)
 GOLD = "gold"
 SILVER = "silver"
 
+#: Assertion status of a mention (ConText's categories folded into one value): the patient has it,
+#: it is negated, uncertain, conditional/future, in the past, or experienced by a relative.
+ASSERTIONS: tuple[str, ...] = ("present", "absent", "possible", "hypothetical", "historical", "family")
+
 
 class SpanError(ValueError):
     """A span does not fit its document (offsets out of range, or text mismatch)."""
@@ -30,7 +34,8 @@ class Span:
     ``fragments`` holds the pieces of a discontinuous mention (brat ``0 5;9 14``); then
     ``start``/``end`` are the bounding extent and ``text`` is the fragments joined by a space
     (brat's own convention). ``attributes`` carries extras such as ``{"negated": True}``.
-    Equality and hashing use offsets, label and source only.
+    ``assertion`` is one of ``ASSERTIONS`` (or None: not assessed). Equality and hashing use
+    offsets, label and source only.
     """
 
     start: int
@@ -42,6 +47,7 @@ class Span:
     concept: str | None = field(default=None, compare=False)
     fragments: tuple[tuple[int, int], ...] | None = field(default=None, compare=False)
     attributes: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    assertion: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.start, int) or not isinstance(self.end, int):
@@ -50,6 +56,9 @@ class Span:
             raise SpanError(f"invalid span offsets [{self.start}, {self.end}) for {self.text!r}")
         if not self.label:
             raise SpanError(f"span [{self.start}, {self.end}) has an empty label")
+        if self.assertion is not None and self.assertion not in ASSERTIONS:
+            raise SpanError(f"span [{self.start}, {self.end}) {self.text!r}: unknown assertion {self.assertion!r} "
+                            f"(known: {', '.join(ASSERTIONS)})")
 
     @property
     def negated(self) -> bool:
@@ -61,6 +70,12 @@ class Span:
     def with_label(self, label: str) -> "Span":
         return replace(self, label=label)
 
+    def with_assertion(self, assertion: str | None) -> "Span":
+        return replace(self, assertion=assertion)
+
+    def with_concept(self, concept: str | None) -> "Span":
+        return replace(self, concept=concept)
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"start": self.start, "end": self.end, "label": self.label, "text": self.text}
         if self.source:
@@ -69,6 +84,8 @@ class Span:
             out["score"] = self.score
         if self.concept is not None:
             out["concept"] = self.concept
+        if self.assertion is not None:
+            out["assertion"] = self.assertion
         if self.fragments:
             out["fragments"] = [list(f) for f in self.fragments]
         if self.attributes:
@@ -89,6 +106,7 @@ class Span:
                 concept=d.get("concept"),
                 fragments=tuple((int(a), int(b)) for a, b in frags) if frags else None,
                 attributes=dict(d.get("attributes") or {}),
+                assertion=d.get("assertion"),
             )
         except KeyError as e:
             raise SpanError(f"span is missing the field {e.args[0]!r}: {dict(d)!r}") from None

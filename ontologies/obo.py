@@ -1,6 +1,7 @@
 """OBO 1.2 reader for DOID, SYMP and HPO: term names and synonyms, obsolete terms dropped.
 
-Only what a dictionary matcher needs is kept (id, name, synonyms with their scope, is_a parents);
+Only what a dictionary matcher and concept linking need is kept (id, name, synonyms with their
+scope, is_a parents, cross-references such as ``MESH:D003920``);
 the files themselves are never modified (HPO's licence forbids altering them).
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ class OboTerm:
     name: str
     synonyms: list[tuple[str, str]] = field(default_factory=list)  # (text, scope)
     is_a: list[str] = field(default_factory=list)
+    xrefs: list[str] = field(default_factory=list)
     namespace: str = ""
     obsolete: bool = False
 
@@ -70,6 +72,8 @@ def read_obo(path: str | os.PathLike, keep_obsolete: bool = False) -> Iterator[O
                 term.synonyms.append((_unescape(m.group(1)), m.group(2)))
             elif tag == "is_a":
                 term.is_a.append(value.split()[0])
+            elif tag == "xref":
+                term.xrefs.append(value.split()[0])
             elif tag == "namespace":
                 term.namespace = value
             elif tag == "is_obsolete":

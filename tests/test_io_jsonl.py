@@ -126,3 +126,15 @@ def test_a_byte_order_mark_is_not_an_error(tmp_path):
     path = tmp_path / "bom.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps(FEVER).encode() + b"\n")
     assert [d.id for d in read_jsonl(path)] == ["a"]
+
+
+def test_offset_only_records_take_their_text_from_the_given_texts(tmp_path):
+    p = tmp_path / "pred.jsonl"
+    p.write_text('{"id": "a", "entities": [{"start": 0, "end": 5, "label": "SYMPTOM", "fragments": [[0, 2], [3, 5]]}, '
+                 '{"start": 6, "end": 11, "label": "DISEASE", "text": "wrong"}]}\n')
+    rejected: list[str] = []
+    (doc,) = read_jsonl(p, "pred", rejected=rejected, texts={"a": "ab cd fever"})
+    assert doc.text == "ab cd fever" and [s.text for s in doc.spans("pred")] == ["ab cd"]
+    assert len(rejected) == 1 and "says 'wrong'" in rejected[0]  # a given text is still checked
+    with pytest.raises(FormatError, match="missing required field"):
+        list(read_jsonl(p))  # without texts, 'text' stays required

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator, Mapping
 
 from distill.documents import Document, Span, SpanError, check_span
 
@@ -31,22 +31,29 @@ def _open(path: str | os.PathLike, mode: str, gz: bool | None = None) -> IO[str]
 
 
 def doc_from_record(
-    rec: Any, entities_layer: str = "gold", where: str = "", rejected: list[str] | None = None
+    rec: Any, entities_layer: str = "gold", where: str = "", rejected: list[str] | None = None,
+    texts: Mapping[str, str] | None = None,
 ) -> Document:
     """Build a Document from one decoded JSON object, validating every span.
 
     With ``rejected`` given, an invalid span (bad offsets, text mismatch) is left out of the
     document and described in that list instead of failing the whole file — for scoring other
     systems' predictions, where the caller reports the count and first examples.
+    With ``texts`` (document id → text, e.g. the gold set's), a record may leave out ``text``
+    and its spans their ``text``: offsets alone are then taken against that text.
     """
     if not isinstance(rec, dict):
         raise FormatError(f"{where}: expected a JSON object, got {type(rec).__name__}")
-    if "id" not in rec or "text" not in rec:
+    if "id" not in rec or ("text" not in rec and texts is None):
         missing = [k for k in ("id", "text") if k not in rec]
         raise FormatError(f"{where}: missing required field(s) {missing}")
     doc_id = rec["id"]
     if isinstance(doc_id, int):
         doc_id = str(doc_id)
+    if "text" not in rec:
+        if not isinstance(doc_id, str) or doc_id not in texts:  # type: ignore[operator]
+            raise FormatError(f"{where}: document {doc_id!r} has no 'text' and is not in the gold set to take it from")
+        rec = {**rec, "text": texts[doc_id]}  # type: ignore[index]
     if not isinstance(rec.get("meta") or {}, dict):
         raise FormatError(f"{where}: 'meta' must be an object")
     meta = dict(rec.get("meta") or {})
@@ -60,7 +67,7 @@ def doc_from_record(
             for k, e in enumerate(ents):
                 if not isinstance(e, dict):
                     raise FormatError(f"{where}: entities[{k}] must be an object with start, end, label, got {e!r:.60}")
-                span = Span.from_dict(e, source=entities_layer)
+                span = Span.from_dict(_with_text(e, rec["text"], texts), source=entities_layer)
                 layers.setdefault(e.get("source") or entities_layer, []).append(span)
         if "spans" in rec:
             if not isinstance(rec["spans"], dict):
@@ -68,7 +75,7 @@ def doc_from_record(
             for name, lst in rec["spans"].items():
                 if not isinstance(lst, list) or not all(isinstance(e, dict) for e in lst):
                     raise FormatError(f"{where}: spans[{name!r}] must be a list of objects with start, end, label")
-                layers.setdefault(name, []).extend(Span.from_dict(e, source=name) for e in lst)
+                layers.setdefault(name, []).extend(Span.from_dict(_with_text(e, rec["text"], texts), source=name) for e in lst)
         if not isinstance(rec["text"], str):
             raise FormatError(f"{where}: 'text' must be a string")
         if rejected is not None:
@@ -78,6 +85,19 @@ def doc_from_record(
         if isinstance(e, FormatError):
             raise
         raise FormatError(f"{where}: {e}") from None
+
+
+def _with_text(e: dict, text: Any, texts: Mapping[str, str] | None) -> dict:
+    """A span record without ``text`` gets the document's characters at its offsets (only when
+    the caller allows offset-only spans); out-of-range offsets are left for the span checks."""
+    if texts is None or "text" in e or not isinstance(text, str):
+        return e
+    start, end = e.get("start"), e.get("end")
+    if not isinstance(start, int) or not isinstance(end, int) or not 0 <= start < end <= len(text):
+        return {**e, "text": ""}
+    frags = e.get("fragments")
+    piece = " ".join(text[a:b] for a, b in frags) if frags else text[start:end]
+    return {**e, "text": piece}
 
 
 def _keep_valid(text: str, spans: list[Span], doc_id: str, where: str, rejected: list[str]) -> list[Span]:
@@ -92,13 +112,14 @@ def _keep_valid(text: str, spans: list[Span], doc_id: str, where: str, rejected:
 
 
 def read_jsonl(
-    path: str | os.PathLike, entities_layer: str = "gold", rejected: list[str] | None = None
+    path: str | os.PathLike, entities_layer: str = "gold", rejected: list[str] | None = None,
+    texts: Mapping[str, str] | None = None,
 ) -> Iterator[Document]:
     """Stream documents from a JSONL (or .jsonl.gz) file; fails on the first bad line.
 
     ``entities_layer`` names the layer that a flat ``entities`` list goes to (unless an entity
     carries its own ``source``). Blank lines are allowed; duplicate ids are an error. See
-    :func:`doc_from_record` for ``rejected``.
+    :func:`doc_from_record` for ``rejected`` and ``texts``.
     """
     seen: set[str] = set()
     p = str(path)
@@ -115,7 +136,7 @@ def read_jsonl(
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
                 raise FormatError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
-            doc = doc_from_record(rec, entities_layer, where, rejected)
+            doc = doc_from_record(rec, entities_layer, where, rejected, texts)
             if doc.id in seen:
                 raise FormatError(f"{where}: duplicate document id {doc.id!r}")
             seen.add(doc.id)
