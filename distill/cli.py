@@ -180,6 +180,28 @@ def parse_options(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+RayAddress = typer.Option(None, help="--engine ray: a cluster to join ('auto' for `ray start --head` here, "
+                          "ray://host:10001 for a remote one); default: a local Ray on this machine.")
+RayActors = typer.Option(None, min=1, help="--engine ray: number of actors (default: as many as the cluster's CPUs allow).")
+
+
+def _ray_engine(engine: str, address: Optional[str], actors: Optional[int]):
+    """The RayEngine for ``--engine ray``, None for the plain path; the Ray options need the engine."""
+    if engine not in ("plain", "ray"):
+        fail(f"unknown --engine {engine!r}: use plain or ray")
+    if engine == "plain":
+        if address is not None or actors is not None:
+            fail("--ray-address and --ray-actors need --engine ray")
+        return None
+    from distill.ray_engine import EngineError, RayEngine, require_ray
+
+    try:
+        require_ray()
+    except EngineError as e:
+        fail(str(e))
+    return RayEngine(address=address, actors=actors)
+
+
 @app.command()
 def label(
     teacher: str = typer.Option(..., help="Teacher spec: ontology:open, ontology:open+rxnorm, openai:gpt-4o-mini, ..."),
@@ -193,11 +215,15 @@ def label(
     batch: Optional[str] = typer.Option(None, help="OpenAI Batch API (half price): 'submit' uploads the requests and "
                                         "exits; 'collect' fetches a finished batch into the cache, then labels from it."),
     batch_id: Optional[str] = typer.Option(None, help="The batch to collect (printed by --batch submit)."),
+    engine: str = typer.Option("plain", help="plain (this process) or ray (Ray Data actors; pip install 'clinical-distill[ray]')."),
+    ray_address: Optional[str] = RayAddress,
+    ray_actors: Optional[int] = RayActors,
 ) -> None:
     """Label notes with one teacher into a silver layer (resumable; prints the usage ledger)."""
     import json
 
     from distill.io.jsonl import FormatError, read_jsonl
+    from distill.ray_engine import EngineError
     from teachers.base import label_corpus
     from teachers.registry import ExternalAPIRefused, make_teacher
 
@@ -215,8 +241,12 @@ def label(
         fail(str(e))
     if limit is not None:
         docs = docs[:limit]
+    on_ray = _ray_engine(engine, ray_address, ray_actors)
+    if on_ray and batch:
+        fail("--batch (the OpenAI Batch API) runs on the plain engine: drop --engine ray")
     try:
-        t = make_teacher(teacher, allow_external=allow_external, **opts)
+        t = (on_ray.teacher(teacher, allow_external, **opts) if on_ray
+             else make_teacher(teacher, allow_external=allow_external, **opts))
     except ExternalAPIRefused as e:
         fail(str(e))
     except (ValueError, FileNotFoundError, ImportError) as e:
@@ -225,8 +255,10 @@ def label(
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
+        if on_ray:
+            on_ray.start()  # an unreachable cluster fails before any file is written
         result = label_corpus(t, docs, out, total=len(docs), progress=progress)
-    except ValueError as e:  # an output file of another teacher, a corrupt output file
+    except (ValueError, EngineError) as e:  # another teacher's or a corrupt output file; Ray unreachable or out of step
         fail(str(e))
     console.print(
         f"{t.name}: labelled {result.labelled} notes ({result.spans} spans), "
@@ -435,9 +467,16 @@ def predict(
     batch_size: int = typer.Option(32, help="Windows per forward pass."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch or onnxruntime (default: the library's choice)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    engine: str = typer.Option("plain", help="plain (this process) or ray (Ray Data actors, each reserving "
+                               "--threads CPUs, default 1; pip install 'clinical-distill[ray]')."),
+    ray_address: Optional[str] = RayAddress,
+    ray_actors: Optional[int] = RayActors,
 ) -> None:
     """Predict spans for new notes with a trained student (an ONNX export runs without torch)."""
+    from dataclasses import replace
+
     from distill.io.jsonl import FormatError
+    from distill.ray_engine import EngineError
     from students.predict import predict_file
     from students.runtime import is_onnx_model
     from students.tagging import TaggingError
@@ -451,9 +490,12 @@ def predict(
         import torch
 
         torch.set_num_threads(threads)
+    on_ray = _ray_engine(engine, ray_address, ray_actors)
+    if on_ray and threads:
+        on_ray = replace(on_ray, cpus_per_actor=threads)  # Ray gives each actor that many threads
     try:
-        n = predict_file(model, input, output, batch_size=batch_size, progress=progress, **kw)
-    except (TaggingError, FormatError, ValueError, FileNotFoundError) as e:
+        n = predict_file(model, input, output, batch_size=batch_size, progress=progress, engine=on_ray, **kw)
+    except (TaggingError, FormatError, ValueError, FileNotFoundError, EngineError) as e:
         fail(str(e))
     console.print(f"predicted {n} notes → {output}")
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
 from distill.documents import Document
 from students import tagging
+
+if TYPE_CHECKING:
+    from distill.ray_engine import RayEngine
 
 PRED_LAYER = tagging.PRED_LAYER
 
@@ -105,19 +108,23 @@ def load_predictor(path: str | os.PathLike, batch_size: int = 32, **kw: Any) -> 
 
 
 def predict_file(model: str | os.PathLike, input_path: str | os.PathLike, output_path: str | os.PathLike,
-                 layer: str = PRED_LAYER, batch_size: int = 32, progress: bool = True, **predictor_kw: Any) -> int:
+                 layer: str = PRED_LAYER, batch_size: int = 32, progress: bool = True, engine: "RayEngine | None" = None,
+                 **predictor_kw: Any) -> int:
     """Read notes (JSONL), write predictions (JSONL, flat ``entities``); returns the note count.
 
     Input layers are not copied to the output: the file holds exactly what the student predicted.
+    ``engine`` (a ``distill.ray_engine.RayEngine``) predicts on Ray actors instead of in this process.
     """
     from tqdm import tqdm
 
     from distill.io.jsonl import read_jsonl, write_jsonl
 
-    predictor = load_predictor(model, batch_size=batch_size, **predictor_kw)
+    predictor = load_predictor(model, batch_size=batch_size, **predictor_kw) if engine is None else None
     docs = [Document(d.id, d.text, d.meta) for d in read_jsonl(input_path)]
     if not docs:
         raise ValueError(f"{input_path} contains no notes: nothing to predict")
+    if engine is not None:
+        return write_jsonl(engine.predict(model, docs, layer, batch_size=batch_size, **predictor_kw), output_path, flat=layer)
     out: list[Document] = []
     step = getattr(predictor, "docs_per_chunk", 64)
     with tqdm(total=len(docs), unit="note", disable=not progress, desc="predict") as bar:
