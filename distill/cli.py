@@ -60,7 +60,8 @@ def print_scores(reports: dict, title: str) -> None:
 @app.command()
 def evaluate(
     gold: str = typer.Option(..., help="Gold corpus name (see `distill corpora`) or a .jsonl / brat folder / PubTator path."),
-    pred: Path = typer.Option(..., exists=True, dir_okay=False, help="Predictions JSONL (entities or layered spans)."),
+    pred: Path = typer.Option(..., exists=True, dir_okay=False, help="Predictions JSONL (entities or layered spans; "
+                              "a record or span without 'text' is read by its offsets against the gold text)."),
     data_dir: Optional[Path] = DataDir,
     split: Optional[str] = typer.Option(None, help="train, dev, test, a '+' combination, or all (default)."),
     pred_layer: Optional[str] = typer.Option(None, help="Layer to score when the file has several."),
@@ -80,7 +81,8 @@ def evaluate(
         fail(f"the gold set {gold}" + (f" ({split})" if split else "") + " holds no documents")
     rejected: list[str] = []
     try:
-        pred_docs = list(read_jsonl(pred, entities_layer="pred", rejected=rejected))
+        pred_docs = list(read_jsonl(pred, entities_layer="pred", rejected=rejected,
+                                    texts={d.id: d.text for d in gold_docs}))
     except FormatError as e:
         fail(str(e))
     modes = ["exact", "relaxed"] if match == "both" else [match]
@@ -325,7 +327,7 @@ def aggregate(
     input: list[Path] = typer.Option(..., "--input", "-i", exists=True, help="Teacher outputs (JSONL), repeatable; merged by document id."),
     layers: str = typer.Option(..., help="Comma-separated teacher layers to combine, in priority order."),
     out: Path = typer.Option(..., help="Silver JSONL; soft targets are written beside it as <name>.soft.npz."),
-    method: str = typer.Option("majority", help="union | priority | majority | weighted."),
+    method: str = typer.Option("majority", help="union | priority | majority | weighted | label_model (Dawid–Skene, no gold)."),
     dev: list[Path] = typer.Option([], "--dev", help="JSONL(s) of gold dev notes labelled by the same teachers (for --method weighted)."),
     dev_gold: Optional[str] = typer.Option(None, help="Gold corpus[:split] that supplies the dev notes' gold layer, e.g. maccrobat:dev."),
     labels: str = typer.Option(DEFAULT_LABEL_LIST, help="Comma-separated label set."),
@@ -471,13 +473,19 @@ def predict(
                                "--threads CPUs, default 1; pip install 'clinical-distill[ray]')."),
     ray_address: Optional[str] = RayAddress,
     ray_actors: Optional[int] = RayActors,
+    assertion: bool = typer.Option(True, "--assertion/--no-assertion",
+                                   help="Give every span an assertion status (ConText rules)."),
+    lexicon: str = typer.Option("open", help="Lexicon that links spans to concept ids (open, open+rxnorm, ...; "
+                                "'none': no linking)."),
 ) -> None:
-    """Predict spans for new notes with a trained student (an ONNX export runs without torch)."""
+    """Predict spans for new notes with a trained student (an ONNX export runs without torch);
+    each span gets an ``assertion`` and, where the lexicon has it, a ``concept``."""
     from dataclasses import replace
 
     from distill.io.jsonl import FormatError
     from distill.ray_engine import EngineError
-    from students.predict import predict_file
+    from students.enrich import enrich_file
+    from students.predict import PRED_LAYER, predict_file
     from students.runtime import is_onnx_model
     from students.tagging import TaggingError
 
@@ -495,9 +503,11 @@ def predict(
         on_ray = replace(on_ray, cpus_per_actor=threads)  # Ray gives each actor that many threads
     try:
         n = predict_file(model, input, output, batch_size=batch_size, progress=progress, engine=on_ray, **kw)
+        stats = enrich_file(output, PRED_LAYER, assertion=assertion, lexicon=None if lexicon == "none" else lexicon)
     except (TaggingError, FormatError, ValueError, FileNotFoundError, EngineError) as e:
         fail(str(e))
-    console.print(f"predicted {n} notes → {output}")
+    linked = f", {stats.linked} of {stats.spans} spans linked to concepts" if lexicon != "none" else ""
+    console.print(f"predicted {n} notes → {output}{linked}")
 
 
 # --- export / bench / report ---------------------------------------------------------------

@@ -60,3 +60,24 @@ def test_an_output_path_that_is_a_folder_is_a_one_line_error(tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert f"cannot use {tmp_path / 'folder'}: Is a directory" in res.stderr.replace("\n", "")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "folder"]  # no temp file left
+
+
+def test_evaluate_reads_offset_only_predictions_against_the_gold_text(shared_data, tmp_path):
+    docs = load_corpus("maccrobat", shared_data, split="test")
+    records = [{"id": d.id, "entities": [{"start": s.start, "end": s.end, "label": s.label} for s in d.spans()
+                                         if not s.fragments]} for d in docs]
+    records[0]["entities"][0]["end"] = len(docs[0].text) + 5  # out of range for the gold text
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "scores.json"
+    res = runner.invoke(app, ["evaluate", "--gold", "maccrobat", "--data-dir", str(shared_data), "--split", "test",
+                              "--pred", str(pred), "--json", str(out), "--bootstrap", "0"])
+    assert res.exit_code == 0, res.output
+    scores = json.loads(out.read_text())
+    assert scores["problems"]["invalid_spans"]["count"] == 1 and "out of range" in res.output
+    assert 0.99 < scores["exact"]["micro"]["recall"] < 1.0 and scores["exact"]["micro"]["precision"] == 1.0
+
+    pred.write_text(json.dumps({"id": "not-in-gold", "entities": [{"start": 0, "end": 3, "label": "DISEASE"}]}) + "\n")
+    res = runner.invoke(app, ["evaluate", "--gold", "maccrobat", "--data-dir", str(shared_data), "--split", "test",
+                              "--pred", str(pred), "--bootstrap", "0"])
+    assert res.exit_code == 2 and "'not-in-gold' has no 'text' and is not in the gold set" in res.output
