@@ -91,6 +91,37 @@ class ExportConfig(Strict):
     int8: bool = True
 
 
+class BenchTeacher(TeacherConfig):
+    """A teacher that is benchmarked but labels no training notes: an LLM teacher on a CPU budget
+    (tens of seconds per note) still gets a measured row, on a small fixed set of notes."""
+
+    max_notes: Optional[int] = Field(None, ge=1, description="Time and score it on the first N test notes only.")
+    priced_as: list[str] = Field(default_factory=list,
+                                 description="API models priced from its token ledger (rows 'priced, not run').")
+
+    @field_validator("priced_as")
+    @classmethod
+    def _priced(cls, v: list[str]) -> list[str]:
+        from teachers.cost import price_for
+
+        for model in v:
+            price_for(model)  # UnknownPrice (a ValueError) names the known models
+        return v
+
+
+class CombinedTeacher(Strict):
+    """Teachers combined through distill.aggregate in the bench, e.g. LLM spans + a dictionary."""
+
+    name: Optional[str] = Field(None, description="Row name (default: 'combined: a + b (method)').")
+    layers: list[str] = Field(min_length=2, description="Specs of teachers or bench.teachers, in priority order.")
+    method: Literal["union", "priority", "majority", "label_model"] = "union"
+    options: dict[str, Any] = Field(default_factory=dict, description="Other distill.aggregate.aggregate keywords.")
+
+    @property
+    def row_name(self) -> str:
+        return self.name or f"combined: {' + '.join(self.layers)} ({self.method})"
+
+
 class BenchConfig(Strict):
     enabled: bool = True
     max_docs: Optional[int] = Field(None, ge=1)
@@ -100,6 +131,15 @@ class BenchConfig(Strict):
     gpu_price: Optional[str | float] = Field(None, description="Machine key or $/hour for GPU systems.")
     batch_api: bool = Field(False, description="Bill API teachers at Batch API prices (50% off).")
     options: dict[str, Any] = Field(default_factory=dict, description="Other distill.bench.BenchConfig fields (repeats, ...).")
+    teachers: list[BenchTeacher] = Field(default_factory=list, description="Teachers benchmarked only (see BenchTeacher).")
+    combined: list[CombinedTeacher] = Field(default_factory=list, description="Combined teachers scored in the bench.")
+
+    @model_validator(mode="after")
+    def _bench_teachers(self) -> "BenchConfig":
+        specs = [t.spec for t in self.teachers]
+        if len(set(specs)) != len(specs):
+            raise ValueError(f"bench.teachers must be distinct, got {specs}")
+        return self
 
 
 class ReportConfig(Strict):

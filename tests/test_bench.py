@@ -180,3 +180,55 @@ def test_torch_cuda_devices_are_billed_at_the_gpu_price():
     p = Prices.from_options(cpu="0.1", gpu="2.0")
     assert p.for_device("cuda").hourly_usd == p.for_device("cuda:1").hourly_usd == p.for_device("gpu").hourly_usd == 2.0
     assert p.for_device("cpu").hourly_usd == 0.1
+
+
+def test_single_pass_teacher_on_its_first_notes_priced_combined_and_reused(shared_data, tmp_path):
+    """An LLM-style teacher timed once on the first 2 of 3 notes, priced as an API model from its
+    ledger, combined with the dictionary through aggregation; a rerun reuses its record unloaded."""
+    from distill.bench import BenchConfig, BenchError, Combination, System, run_bench, teacher_system
+    from distill.corpora import load_corpus
+    from teachers.cost import price_for
+
+    docs = load_corpus("maccrobat", shared_data, split="dev")[:3]
+    cfg = BenchConfig(repeats=2, warmup_docs=1, latency_docs=1, bootstrap=0, progress=False)
+    record = tmp_path / "measured" / "llm.json"
+    combo = Combination("combined", ("ontology:open", "openai:gpt-4o-mini"), "union")
+    with FakeOpenAIServer(TERMS) as srv:
+        llm = teacher_system("openai:gpt-4o-mini", base_url=srv.base_url, max_notes=2, record=record,
+                             priced_as=("gemini-2.0-flash",))
+        assert llm.single_pass and not teacher_system("ontology:open").single_pass
+        res = run_bench([teacher_system("ontology:open"), llm], docs, {"dev": docs}, cfg, [combo])
+        sent = len(srv.requests)
+    rows = {r["name"]: r for r in res["systems"]}
+    assert list(rows) == ["ontology:open", "openai:gpt-4o-mini", "gemini-2.0-flash (priced, not run)", "combined"]
+    r = rows["openai:gpt-4o-mini"]
+    assert r["speed"]["notes"] == 2 and len(r["speed"]["seconds_all"]) == 1 and r["speed"]["latency_ms"] is None
+    assert r["f1"]["dev"]["relaxed"]["documents"] == 2 and rows["ontology:open"]["f1"]["dev"]["relaxed"]["documents"] == 3
+    u, p = r["usage"], price_for("gemini-2.0-flash")
+    priced = rows["gemini-2.0-flash (priced, not run)"]
+    assert priced["cost"]["usd_per_1k_notes"] == pytest.approx(
+        (u["input_tokens"] * p.input_per_1m + u["output_tokens"] * p.output_per_1m) / 1e6 / 2 * 1000)
+    assert priced["speed"] is None and priced["f1"] == {} and priced["cost"]["tokens_from"] == "openai:gpt-4o-mini"
+    c = rows["combined"]
+    assert c["speed"]["notes"] == 2 and c["f1"]["dev"]["relaxed"]["documents"] == 2
+    assert c["cost"]["usd_per_1k_notes"] == pytest.approx(
+        r["cost"]["usd_per_1k_notes"] + rows["ontology:open"]["cost"]["usd_per_1k_notes"])
+    per_note = r["speed"]["seconds"] / 2 + rows["ontology:open"]["speed"]["seconds"] / 3
+    assert per_note * 2 <= c["speed"]["seconds"] < per_note * 2 + 1.0  # + the aggregation's own time
+    assert record.is_file() and sent > 0
+
+    def never() -> None:
+        raise AssertionError("a recorded system must not be loaded again")
+
+    again = System(llm.name, "teacher", never, billing="auto", group=llm.group, single_pass=True, max_notes=2,
+                   record=record, record_key=llm.record_key)
+    res2 = run_bench([teacher_system("ontology:open"), again], docs, {"dev": docs}, cfg)
+    r2 = {x["name"]: x for x in res2["systems"]}["openai:gpt-4o-mini"]
+    assert r2["measured"]["reused_from"] == str(record) and r2["speed"]["seconds"] == r["speed"]["seconds"]
+    assert r2["f1"]["dev"] == r["f1"]["dev"] and r2["cost"] == r["cost"]
+    other_notes = System(llm.name, "teacher", never, billing="auto", single_pass=True, max_notes=1, record=record,
+                         record_key=llm.record_key)
+    with pytest.raises(BenchError, match="failed to load"):  # other notes: the record does not match
+        run_bench([other_notes], docs, {}, cfg)
+    with pytest.raises(BenchError, match="not benchmarked teachers"):
+        run_bench([teacher_system("ontology:open")], docs, {}, cfg, [Combination("c", ("ontology:open", "nobody"))])
